@@ -1,0 +1,39 @@
+# classmix_lab: the two commands of the README.
+#   make demo  - set up (a virtual environment in .venv) and run the demo; prints the path of reports/index.html
+#   make test  - set up with the development tools and run every test
+# PYTHON picks the interpreter that creates the environment (3.10 or newer).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test setup setup-dev export check-export clean-notebooks lint-notebooks
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(PIP) -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+setup: $(VENV)/.installed
+setup-dev: $(VENV)/.installed-dev
+
+demo: setup
+	$(BIN)/classmix-lab demo
+
+test: setup-dev
+	$(BIN)/python -m pytest -ra
+	$(BIN)/nbdev-test --n-workers 2
+
+# regenerate classmix_lab/ from nbs/ (never edit classmix_lab/ by hand)
+export: setup-dev
+	$(BIN)/nbdev-export
+
+# strip outputs and execution counts from the notebooks (keeps papermill's 'parameters' tags)
+clean-notebooks: setup-dev
+	$(BIN)/nbdev-clean

@@ -1,0 +1,54 @@
+"""The console script: bad input gives one clear line naming the parameter and what it accepts, and exit status 2."""
+import os, subprocess, sys
+from pathlib import Path
+import pytest
+
+CLI = str(Path(sys.executable).parent/'classmix-lab')
+
+
+def cli(*args, env=None):
+    return subprocess.run([CLI, *args], capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=300)
+
+
+@pytest.mark.parametrize('args, message', [
+    (['run', 'method=fixmatch'], "method='fixmatch' is not one of: supervised, classmix"),
+    (['run', 'dataset=kitti'], "dataset='kitti' is not one of: synthstreets"),
+    (['run', 'labeled=601'], "labeled=601 must be between 1 and 600 (the images in synthstreets train), a fraction in (0, 1] or 'all'"),
+    (['run', 'out_dir=/proc/no/such'], "out_dir='/proc/no/such' cannot be created"),
+    (['run', 'iterations=lots'], "iterations='lots' must be an integer"),
+    (['run', 'colour=red'], "unknown parameter 'colour'"),
+    (['sweep', 'grid', 'method=supervised,mixup'], "method='mixup' is not one of: supervised, classmix"),
+])
+def test_bad_input_is_one_clear_line(args, message):
+    res = cli(*args)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f'classmix-lab: error: {message}'), res.stderr
+
+
+def test_runs_dir_that_cannot_be_created(tmp_path):
+    res = cli('run', 'method=supervised', env=dict(CLASSMIX_LAB_RUNS_DIR='/proc/forbidden'))
+    assert res.returncode == 2
+    assert res.stderr.strip() == "classmix-lab: error: runs_dir='/proc/forbidden/runs' cannot be created: No such file or directory"
+
+
+def test_help_lists_the_commands():
+    out = cli('--help').stdout
+    for c in ('demo', 'run', 'sweep', 'index', 'pretrain'): assert c in out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    "The main job, shortened to 2 iterations a run: four reports, an index, and the index's path printed last."
+    res = cli('demo', '--iterations', '2')
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    reports = Path(os.environ['CLASSMIX_LAB_REPORTS_DIR'])
+    assert res.stdout.strip().splitlines()[-1] == f"report: {reports/'index.html'}"
+    import json
+    runs = json.loads((reports/'index.json').read_text())['runs']
+    assert [(r['run'], r['status']) for r in runs] == [('sim-pretrained', 'ok'), ('supervised', 'ok'), ('full-supervision', 'ok'), ('classmix', 'ok')]
+    assert runs[0]['miou'] == runs[0]['start_miou'] == runs[1]['start_miou']     # every run starts from the same weights
+    assert runs[3]['n_labeled'] == 12 and runs[2]['n_labeled'] == 600
+    for r in runs: assert (reports/r['report']).is_file()
+    for line in ('[1/4] demo/sim-pretrained', '[4/4] demo/classmix', 'it 2/2'):
+        assert line in res.stdout                                                # progress in the terminal

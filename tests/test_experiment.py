@@ -1,0 +1,87 @@
+"""One experiment end to end (small sizes): metrics, split, weights, the pretrained start, and a killed run resumed."""
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+from classmix_lab.config import ParameterError
+from classmix_lab.data import load_split
+from classmix_lab.experiment import ExperimentParams, run_experiment, validate, load_run_model, pretrained_path, PRETRAINED
+from conftest import TINY
+
+pytestmark = pytest.mark.slow
+
+
+def params(tmp_path, **kw):
+    return ExperimentParams(**{**TINY, 'labeled': '4', 'iterations': 6, 'batch_size': 4, 'batch_size_u': 4, 'log_every': 3,
+                               'out_dir': str(tmp_path/'run'), **kw})
+
+
+def test_classmix_experiment_writes_everything(tmp_path):
+    exp = run_experiment(params(tmp_path, method='classmix'), progress=None)
+    out = tmp_path/'run'
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['status'] == 'ok' and m['n_labeled'] == 4 and m['n_unlabeled'] == 20 and m['n_val'] == 8
+    assert 0 <= m['miou'] <= 100 and set(m['iou']) == set(exp.classes) and len(m['confident']) == 6
+    assert m['init']['backbone_coverage'] == 1.0 and m['init']['file'].endswith(PRETRAINED['synthstreets-sim']['file'])
+    assert len(load_split(out/'labeled.txt')) == 4
+    model = load_run_model(out)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), exp.trainer.model.state_dict().values()))
+
+
+def test_zero_iterations_evaluates_the_starting_weights(tmp_path):
+    m = run_experiment(params(tmp_path, method='supervised', iterations=0), progress=None).metrics
+    assert m['miou'] == m['start_miou'] and m['history'] == []
+
+
+def test_full_supervision_and_the_same_split_everywhere(tmp_path):
+    a = run_experiment(params(tmp_path, method='supervised', labeled='all', iterations=2), progress=None).metrics
+    assert a['n_labeled'] == 24 and a['n_unlabeled'] == 0
+    validate(params(tmp_path, labeled='1/6'))
+    with pytest.raises(ParameterError, match="labeled='all' leaves no unlabeled images for method='classmix'"):
+        validate(params(tmp_path, labeled='all'))
+
+
+@pytest.mark.parametrize('kw, msg', [
+    (dict(method='mixmatch'), "method='mixmatch' is not one of: supervised, classmix"),
+    (dict(dataset='kitti'), "dataset='kitti' is not one of: synthstreets"),
+    (dict(labeled='25'), r"labeled=25 must be between 1 and 24 \(the images in synthstreets train\)"),
+    (dict(out_dir='/proc/cannot/create'), "out_dir='/proc/cannot/create' cannot be created"),
+    (dict(batch_size_u=1), 'batch_size_u=1: mixing pastes image b onto b\\+1'),
+    (dict(init='/no/such/weights.pt'), "init='/no/such/weights.pt' is not one of: none, synthstreets-sim"),
+    (dict(device='tpu'), "device='tpu' is not one of: auto, cpu, cuda"),
+])
+def test_bad_parameters(tmp_path, kw, msg):
+    with pytest.raises(ParameterError, match=msg):
+        validate(params(tmp_path, **kw))
+
+
+KILLABLE = '''
+import sys, torch
+from classmix_lab.experiment import ExperimentParams, run_experiment
+torch.set_num_threads(int(sys.argv[2]))   # the same reduction order as the reference run
+run_experiment(ExperimentParams(**eval(sys.argv[1])), progress=None)
+'''
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    "A run killed (SIGKILL) after a checkpoint and started again ends with the same metrics as an uninterrupted run."
+    kw = dict(method='classmix', iterations=24, checkpoint_every=4)
+    ref = run_experiment(params(tmp_path/'ref', **kw), progress=None).metrics
+    p = params(tmp_path/'killed', **kw)
+    proc = subprocess.Popen([sys.executable, '-c', KILLABLE, repr(p.__dict__), str(torch.get_num_threads())])
+    ck, t0 = Path(p.out_dir)/'checkpoint.pt', time.time()
+    try:
+        while time.time() - t0 < 240:
+            if ck.is_file():
+                try:
+                    if torch.load(ck, weights_only=True)['iteration'] >= 8: break
+                except Exception: pass   # never happens with atomic writes, but a read racing a rename is not an error
+            assert proc.poll() is None, 'the run finished before it could be killed'
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL); proc.wait()
+    finally:
+        if proc.poll() is None: proc.kill()
+    killed_at = torch.load(ck, weights_only=True)['iteration']
+    assert 8 <= killed_at < 24 and not (Path(p.out_dir)/'metrics.json').exists()
+    res = run_experiment(p, progress=None).metrics
+    assert res['miou'] == ref['miou'] and res['teacher_miou'] == ref['teacher_miou'] and res['iou'] == ref['iou']
+    assert res['confident'] == ref['confident']

@@ -1,0 +1,80 @@
+"""DeepLabv2 as thesis Table 3.1: structure, size, the four ASPP branches, true BatchNorm freezing, weight loading."""
+import pytest
+import torch
+from classmix_lab.config import ParameterError
+from classmix_lab.model import DeepLabV2, get_model, count_params, load_weights, param_groups, read_state_dict
+
+
+@pytest.fixture(scope='module')
+def r101():
+    return get_model('deeplabv2-r101', 19)
+
+
+def test_resnet101_size_and_key_names(r101):
+    "43.9 M parameters at 19 classes, the original's key names, blocks [3, 4, 23, 3], dilations 2 and 4."
+    assert round(count_params(r101)/1e6, 1) == 43.9
+    keys = list(r101.state_dict())
+    for k in ('conv1.weight', 'bn1.running_mean', 'layer1.0.downsample.0.weight', 'layer3.22.conv3.weight',
+              'layer4.2.bn3.bias', 'layer5.conv2d_list.0.weight', 'layer5.conv2d_list.3.bias'):
+        assert k in keys
+    assert [len(getattr(r101, f'layer{i}')) for i in range(1, 5)] == [3, 4, 23, 3]
+    assert r101.layer2[0].conv1.stride == (2, 2) and r101.layer2[0].conv2.stride == (1, 1)   # Caffe style
+    assert r101.layer3[5].conv2.dilation == (2, 2) and r101.layer4[1].conv2.dilation == (4, 4)
+    assert r101.maxpool.ceil_mode and r101.maxpool.kernel_size == 3
+    assert [c.dilation[0] for c in r101.layer5.conv2d_list] == [6, 12, 18, 24]
+    assert all(c.bias is not None for c in r101.layer5.conv2d_list)
+    w = torch.cat([c.weight.flatten() for c in r101.layer5.conv2d_list])
+    assert abs(w.std().item() - 0.01) < 0.001
+
+
+def test_output_stride_8_and_input_size_logits():
+    m = get_model('deeplabv2-tiny', 11).eval()
+    x = torch.rand(2, 3, 96, 192)
+    logits, feats = m(x, return_features=True)
+    assert logits.shape == (2, 11, 96, 192) and feats.shape[-2:] == (13, 25)
+
+
+def test_aspp_sums_all_four_branches():
+    m = get_model('deeplabv2-tiny', 5).eval()
+    f = torch.rand(1, 512, 9, 9)
+    with torch.no_grad():
+        full = m.layer5(f)
+        for i in range(4):   # removing any one branch changes the output by exactly that branch
+            c = m.layer5.conv2d_list[i]
+            assert torch.allclose(full - c(f), sum(m.layer5.conv2d_list[j](f) for j in range(4) if j != i), atol=1e-5)
+
+
+def test_frozen_batchnorm_is_really_frozen():
+    m = get_model('deeplabv2-tiny', 5, freeze_bn=True).train()
+    stats = {k: v.clone() for k, v in m.state_dict().items() if 'running' in k}
+    m(torch.rand(2, 3, 64, 64)).sum().backward()
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in stats.items())
+    assert all(p.grad is None for n, p in m.named_parameters() if 'bn' in n or 'downsample.1' in n)
+    assert not any(p['params'] and any('bn' in n for n, q in m.named_parameters() if any(q is x for x in p['params'])) for p in param_groups(m, 0.1))
+
+
+def test_classifier_learns_ten_times_faster():
+    g = param_groups(get_model('deeplabv2-tiny', 5), 2.5e-4)
+    assert g[0]['lr'] == 2.5e-4 and g[1]['lr'] == 2.5e-3
+
+
+def test_loads_original_checkpoint_layout(tmp_path, r101):
+    "A checkpoint with the original key names, every key prefixed 'Scale.', loads with 100% backbone coverage; the 21-class classifier is dropped."
+    src = get_model('deeplabv2-r101', 21).state_dict()
+    torch.save({'Scale.' + k: v for k, v in src.items()}, tmp_path/'coco.pth')
+    rep = load_weights(r101, tmp_path/'coco.pth')
+    assert rep['backbone_coverage'] == 1.0
+    assert {k.split('.')[0] for k in rep['skipped']} == {'layer5'} and not rep['unexpected']
+    assert torch.equal(r101.layer3[22].conv3.weight, src['layer3.22.conv3.weight'])
+
+
+def test_partial_checkpoints_are_refused(tmp_path):
+    m = get_model('deeplabv2-tiny', 5)
+    sd = m.state_dict()
+    with pytest.raises(ParameterError, match=r'cover .* of the backbone \(need 100%\)'):
+        load_weights(m, {k: v for k, v in sd.items() if not k.startswith('layer4')})
+    (tmp_path/'bad.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(ParameterError, match='bad.pt: not a loadable checkpoint'):
+        read_state_dict(tmp_path/'bad.pt')
+    with pytest.raises(ParameterError, match="weights file .*nope.pt' does not exist"):
+        read_state_dict(tmp_path/'nope.pt')

@@ -1,0 +1,57 @@
+"""The project's own rules: classmix_lab/ is what nbdev-export makes of nbs/, notebooks are clean, templates keep
+their papermill parameters."""
+import json, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+from conftest import ROOT
+
+BIN = Path(sys.executable).parent
+
+
+def _py_files(d):
+    return {p.relative_to(d).as_posix(): p.read_text() for p in Path(d).rglob('*.py') if '__pycache__' not in p.parts}
+
+
+def test_package_is_what_nbdev_export_makes(tmp_path):
+    "Exporting nbs/ into a copy of the project reproduces classmix_lab/ exactly (no hand edits, nothing stale)."
+    for f in ('pyproject.toml', 'settings.ini'): shutil.copy(ROOT/f, tmp_path/f)
+    shutil.copytree(ROOT/'nbs', tmp_path/'nbs')
+    (tmp_path/'classmix_lab').mkdir(); shutil.copy(ROOT/'classmix_lab'/'__init__.py', tmp_path/'classmix_lab'/'__init__.py')
+    res = subprocess.run([str(BIN/'nbdev-export')], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    made, have = _py_files(tmp_path/'classmix_lab'), _py_files(ROOT/'classmix_lab')
+    assert sorted(made) == sorted(have), f"modules differ: export makes {sorted(set(made) ^ set(have))}"
+    stale = [f for f in made if made[f] != have[f]]
+    assert not stale, f"nbdev-export would change {stale}: run `make export` and commit"
+
+
+def test_notebooks_are_clean(tmp_path):
+    "nbdev-clean would change no notebook (no outputs, counts or stray metadata; papermill's tags are kept)."
+    shutil.copy(ROOT/'pyproject.toml', tmp_path/'pyproject.toml'); shutil.copytree(ROOT/'nbs', tmp_path/'nbs')
+    res = subprocess.run([str(BIN/'nbdev-clean')], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    dirty = [p.relative_to(tmp_path).as_posix() for p in sorted((tmp_path/'nbs').rglob('*.ipynb'))
+             if p.read_bytes() != (ROOT/p.relative_to(tmp_path)).read_bytes()]
+    assert not dirty, f"run `make clean-notebooks`: nbdev-clean changes {dirty}"
+
+
+@pytest.mark.parametrize('name', ['experiment', 'pretrain'])
+def test_templates_have_a_parameters_cell(name):
+    d = json.loads((ROOT/'nbs'/'experiments'/f'{name}.ipynb').read_text())
+    tagged = [c for c in d['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]
+    assert len(tagged) == 1 and 'out_dir' in ''.join(tagged[0]['source'])
+
+
+def test_experiment_template_parameters_match_the_library():
+    "The experiment notebook's parameters are exactly ExperimentParams' fields (plus compare_with)."
+    from dataclasses import fields
+    from classmix_lab.experiment import ExperimentParams
+    d = json.loads((ROOT/'nbs'/'experiments'/'experiment.ipynb').read_text())
+    src = ''.join(next(c for c in d['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))['source'])
+    names = {l.split('=')[0].strip() for l in src.splitlines() if '=' in l and not l.startswith('#')}
+    assert names == {f.name for f in fields(ExperimentParams)} | {'compare_with'}
+
+
+def test_readme_commands_are_the_ci_commands():
+    readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci'/'run').read_text()
+    assert 'make test' in ci and 'make test' in readme and 'make demo' in readme

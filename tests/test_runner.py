@@ -1,0 +1,117 @@
+"""Sweeps through papermill: reports, the index (HTML and JSON), failures recorded, finished runs skipped, and the
+reports rendered by a real headless Chromium with no network."""
+import json, os, re, shutil
+from pathlib import Path
+import pytest
+from classmix_lab.config import load_settings, ParameterError
+from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, notebook_to_html
+from classmix_lab.experiment import ExperimentParams, validate
+from conftest import TINY, _session_cache
+
+pytestmark = pytest.mark.slow
+SMALL = dict(TINY, labeled='4', iterations=4, batch_size=4, batch_size_u=4, log_every=2)
+
+
+@pytest.fixture(scope='module')
+def sweep(tmp_path_factory):
+    d = tmp_path_factory.mktemp('lab')
+    env = dict(CLASSMIX_LAB_RUNS_DIR=str(d/'runs'), CLASSMIX_LAB_REPORTS_DIR=str(d/'reports'),
+               CLASSMIX_LAB_CACHE_DIR=str(_session_cache()), CLASSMIX_LAB_DEVICE='cpu')
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    (d/'corrupt.pt').write_bytes(b'this is not a checkpoint')
+    runs = [dict(SMALL, run='baseline', method='supervised'),
+            dict(SMALL, run='broken', method='supervised', init=str(d/'corrupt.pt')),
+            dict(SMALL, run='classmix', method='classmix', compare_with=['baseline'])]
+    try:
+        records = run_sweep('smoke', runs, settings=load_settings(), stream=False)
+        yield d, records, runs
+    finally:
+        for k, v in old.items():
+            if v is None: os.environ.pop(k, None)
+            else: os.environ[k] = v
+
+
+def test_each_run_has_a_record_and_a_report(sweep):
+    d, records, _ = sweep
+    assert [r['status'] for r in records] == ['ok', 'failed', 'ok']
+    index = json.loads((d/'reports'/'index.json').read_text())['runs']
+    assert [(r['sweep'], r['run'], r['status']) for r in index] == [('smoke', 'baseline', 'ok'), ('smoke', 'broken', 'failed'), ('smoke', 'classmix', 'ok')]
+    ok = index[2]
+    assert ok['params']['method'] == 'classmix' and 0 <= ok['miou'] <= 100 and set(ok['iou']) and ok['start_miou'] is not None
+    assert (d/'reports'/ok['report']).is_file() and (d/'reports'/ok['run_dir']/'metrics.json').is_file()
+
+
+def test_a_failed_run_is_recorded_with_its_error_and_the_sweep_goes_on(sweep):
+    d, records, _ = sweep
+    broken = records[1]
+    assert broken['miou'] is None and broken['error'].startswith('ParameterError:') and 'corrupt.pt: not a loadable checkpoint' in broken['error']
+    html = (d/'reports'/'index.html').read_text()
+    assert 'corrupt.pt: not a loadable checkpoint' in html and "class='failed'" in html
+    assert (d/'reports'/'smoke'/'broken.html').is_file()      # the partial notebook is still readable
+
+
+def test_reports_embed_their_figures_and_fetch_nothing(sweep):
+    d, _, _ = sweep
+    html = (d/'reports'/'smoke'/'classmix.html').read_text()
+    assert html.count('data:image/png;base64,') >= 5          # curves, predictions, IoU, confidence, confusion
+    assert not re.search(r'<script[^>]+src=', html) and not re.search(r'<link[^>]+href="https?:', html)
+    assert 'supervised (4 labeled)' in html                   # the baseline's predictions are shown beside this run's
+    index = (d/'reports'/'index.html').read_text()
+    assert 'data:image/png;base64,' in index and "href='smoke/classmix.html'" in index
+
+
+def test_finished_runs_are_not_run_again(sweep, capsys):
+    d, records, runs = sweep
+    again = run_sweep('smoke', [runs[0]], settings=load_settings(runs_dir=d/'runs', reports_dir=d/'reports'), stream=False)
+    assert again[0]['status'] == 'ok' and again[0]['miou'] == records[0]['miou']
+    assert 'already finished: skipped' in capsys.readouterr().out
+    assert len(read_index(d/'reports')) == 3
+
+
+def test_grids_and_bad_sweeps():
+    assert expand_grid(dict(iterations=5), method=['supervised', 'classmix'], seed=[0, 1]) == [
+        dict(iterations=5, method='supervised', seed=0), dict(iterations=5, method='supervised', seed=1),
+        dict(iterations=5, method='classmix', seed=0), dict(iterations=5, method='classmix', seed=1)]
+    with pytest.raises(ParameterError, match="method='fixmatch' is not one of"):
+        run_sweep('bad', [dict(SMALL, method='fixmatch')])
+    with pytest.raises(ParameterError, match="two runs named 'classmix_labeled-4'"):
+        run_sweep('bad', [dict(SMALL, method='classmix'), dict(SMALL, method='classmix')])
+
+
+def test_demo_runs_are_valid_experiments(tmp_path):
+    runs = demo_runs()
+    assert [r['run'] for r in runs] == ['sim-pretrained', 'supervised', 'full-supervision', 'classmix']
+    for r in runs:
+        validate(ExperimentParams(**{k: v for k, v in r.items() if k not in ('run', 'compare_with')}, out_dir=str(tmp_path)))
+    assert {r['labeled'] for r in runs if r['run'] != 'full-supervision'} == {'12'} and runs[2]['labeled'] == 'all'
+
+
+# --- in a real browser ---------------------------------------------------------------------------------------------
+
+def _chromium():
+    for p in ('/usr/bin/chromium', '/usr/bin/chromium-browser'):
+        if Path(p).is_file(): return p
+
+
+@pytest.mark.browser
+def test_reports_show_their_figures_in_headless_chromium(sweep, tmp_path):
+    "Every <img> of a run report and of the index decodes (naturalWidth > 0) with all network requests blocked."
+    exe = _chromium()
+    if exe is None: pytest.skip('Chromium is not installed (apt-get install chromium)')
+    pw = pytest.importorskip('playwright.sync_api', reason='playwright is not installed (pip install playwright)')
+    d, _, _ = sweep
+    blocked = []
+    with pw.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=exe, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
+        page = browser.new_page(viewport=dict(width=1280, height=900))
+        page.route('**/*', lambda route: route.continue_() if route.request.url.startswith(('file:', 'data:')) else (blocked.append(route.request.url), route.abort()))
+        for name in ('smoke/classmix.html', 'index.html'):
+            page.goto((d/'reports'/name).as_uri()); page.wait_for_load_state('load')
+            sizes = page.eval_on_selector_all('img', 'els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])')
+            assert len(sizes) >= (5 if 'classmix' in name else 1)
+            assert all(c and w > 0 and h > 0 for c, w, h in sizes), sizes
+            page.screenshot(path=str(tmp_path/(Path(name).stem + '.png')), full_page=True)
+        browser.close()
+    assert not blocked, f'reports tried to fetch {blocked}'
+    assert (tmp_path/'classmix.png').stat().st_size > 20_000

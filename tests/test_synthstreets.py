@@ -1,0 +1,102 @@
+"""SynthStreets: deterministic, spatially consistent, varied in appearance, stored in a real image + label-PNG layout."""
+import hashlib, os, subprocess, sys
+import numpy as np
+import pytest
+from PIL import Image
+from classmix_lab import synthstreets as ss
+from classmix_lab.data import get_dataset, SynthStreets
+from classmix_lab.viz import class_statistics
+
+
+def _digest(seed, index, style):
+    img, lab = ss.render_scene(seed, index, style, 48, 96)
+    return hashlib.sha256(img.tobytes() + lab.tobytes()).hexdigest()
+
+
+def test_same_seed_same_scene_in_any_process():
+    "A scene depends only on (seed, split, index, style): a fresh interpreter with another hash seed renders it identically."
+    code = "from classmix_lab import synthstreets as ss; import hashlib; i, l = ss.render_scene(3, 7, 'real', 48, 96); print(hashlib.sha256(i.tobytes() + l.tobytes()).hexdigest())"
+    out = subprocess.run([sys.executable, '-c', code], env={**os.environ, 'PYTHONHASHSEED': '123'}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == _digest(3, 7, 'real')
+    assert _digest(3, 7, 'real') != _digest(3, 8, 'real') != _digest(4, 7, 'real')
+
+
+def test_any_size():
+    for h, w in [(32, 64), (75, 150), (128, 256)]:
+        img, lab = ss.render_scene(0, 0, 'sim', h, w)
+        assert img.shape == (h, w, 3) and lab.shape == (h, w)
+
+
+@pytest.fixture(scope='module')
+def stats():
+    out = {}
+    for style in ('sim', 'real'):
+        labs = [ss.render_scene(0, i, style, 96, 192)[1] for i in range(60)]
+        out[style] = class_statistics(labs, len(ss.CLASSES), size=(48, 96))
+    return out
+
+
+def _mean_row(st, name):
+    s = st['spatial'][ss.CLASSES.index(name)]
+    return (s.sum(1)*np.arange(s.shape[0])).sum()/s.sum()
+
+
+@pytest.mark.parametrize('style', ['sim', 'real'])
+def test_spatial_consistency(stats, style):
+    "Thesis §5.1.3: sky above, buildings and vegetation at the horizon, road and sidewalk below; classes keep their places."
+    st = stats[style]
+    assert _mean_row(st, 'sky') < _mean_row(st, 'building') < _mean_row(st, 'sidewalk')
+    assert _mean_row(st, 'sky') < _mean_row(st, 'vegetation') < _mean_row(st, 'road')
+    road = st['spatial'][ss.CLASSES.index('road')]
+    assert road[:12].max() < 0.05 and road[-8:].mean() > 0.4      # never in the top quarter, mostly at the bottom
+    sky = st['spatial'][ss.CLASSES.index('sky')]
+    assert sky[-12:].max() == 0                                     # never in the bottom quarter
+    assert all(st['counts'][ss.CLASSES.index(c)] > 0 for c in ss.CLASSES)  # every class occurs
+
+
+def test_styles_differ_in_class_frequencies(stats):
+    "The domains differ in layout: sim has more cars and buildings, real more vegetation, terrain and persons."
+    f = {s: dict(zip(ss.CLASSES, stats[s]['frequency'])) for s in stats}
+    assert f['sim']['building'] > f['real']['building'] and f['real']['vegetation'] > f['sim']['vegetation']
+    assert f['real']['terrain'] > f['sim']['terrain'] and f['real']['person'] > f['sim']['person']
+
+
+def test_real_style_colour_does_not_identify_a_class():
+    "Per-image appearance: a class's mean colour varies a lot between real images (far less in sim), and class colours overlap."
+    def class_means(style, cls):
+        out = []
+        for i in range(40):
+            img, lab = ss.render_scene(1, i, style, 48, 96)
+            m = lab == ss.CLASSES.index(cls)
+            if m.sum() > 20: out.append(img[m].mean(0))
+        return np.array(out)
+    for cls in ('road', 'sidewalk', 'building', 'vegetation', 'sky'):   # measured ratios 2.0-2.9
+        assert class_means('real', cls).std(0).mean() > 1.5*class_means('sim', cls).std(0).mean()
+    # the range of building colours covers the typical road colour
+    b, r = class_means('real', 'building'), class_means('real', 'road').mean(0)
+    assert (np.abs(b - r).max(1) < 25).any()
+
+
+def test_generated_dataset_on_disk(tmp_path):
+    "Images are RGB PNGs, labels 8-bit palette PNGs of class indices, in <root>/<split>/{images,labels}/; cached once."
+    root = ss.synthstreets_root('real', 40, 80, seed=2, n_train=5, n_val=3, cache_dir=tmp_path, workers=2, progress=False)
+    assert sorted(p.name for p in (root/'train'/'images').iterdir()) == [f'{i:06d}.png' for i in range(5)]
+    im, lb = Image.open(root/'val'/'images'/'000002.png'), Image.open(root/'val'/'labels'/'000002.png')
+    assert im.mode == 'RGB' and lb.mode == 'P' and im.size == lb.size == (80, 40)
+    img, lab = ss.render_scene(2, 2, 'real', 40, 80, 'val')
+    assert np.array_equal(np.asarray(lb), lab) and np.array_equal(np.asarray(im), img)
+    mtime = (root/'meta.json').stat().st_mtime
+    assert ss.synthstreets_root('real', 40, 80, seed=2, n_train=5, n_val=3, cache_dir=tmp_path) == root
+    assert (root/'meta.json').stat().st_mtime == mtime
+    assert not [p for p in root.parent.iterdir() if 'partial' in p.name]
+    ds = SynthStreets('train', root=root)
+    x, y = ds[4]
+    assert x.shape == (3, 40, 80) and y.max() < len(ss.CLASSES)
+
+
+def test_bad_parameters_name_themselves(tmp_path):
+    from classmix_lab.config import ParameterError
+    with pytest.raises(ParameterError, match="style='cartoon' is not one of: sim, real"):
+        ss.synthstreets_root('cartoon', cache_dir=tmp_path)
+    with pytest.raises(ParameterError, match='n_train=0 must be a positive integer'):
+        ss.synthstreets_root('real', n_train=0, cache_dir=tmp_path)
