@@ -28,6 +28,9 @@ def parse_value(key:str, text:str):
         if t == 'int': return int(text)
         if t == 'float': return float(text)
     except ValueError: raise ParameterError(f"{key}={text!r} must be {'an integer' if t == 'int' else 'a number'}") from None
+    if t == 'bool':
+        if text.lower() not in ('true', 'false', '1', '0', 'yes', 'no'): raise ParameterError(f"{key}={text!r} must be true or false")
+        return text.lower() in ('true', '1', 'yes')
     return text
 
 def _literal(text:str):

@@ -48,6 +48,7 @@ class ExperimentParams:
     weighting: str = 'threshold_proportional'
     unsup_loss: str = 'ce'
     target: str = 'pseudo'
+    strong_aug: bool = False  # colour jitter + blur of the mixed images (thesis Table 5.1 "extra augmentations")
     seed: int = 0  # training seed (masks, batch order)
     device: str = 'auto'
     out_dir: str = 'runs/experiment'  # run folder: metrics, split, checkpoints
@@ -140,7 +141,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     save_split(out/'labeled.txt', names)
     xl, yl = load_tensors(train_ds.subset(names))
     labeled = TensorBatches(xl, yl, p.batch_size, seed=p.seed, device=device)
-    unlabeled, method = None, make_method(p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target) if p.method != 'supervised' else None
+    unlabeled, method = None, make_method(p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target, strong_aug=p.strong_aug) if p.method != 'supervised' else None
     if method is not None:
         rest = sorted(set(train_ds.names) - set(names))
         unlabeled = TensorBatches(load_tensors(train_ds.subset(rest))[0], None, p.batch_size_u, seed=p.seed + 1, device=device)

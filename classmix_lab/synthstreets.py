@@ -25,7 +25,7 @@ ROAD, SIDEWALK, BUILDING, FENCE, POLE, SIGN, VEG, TERRAIN, SKY, PERSON, CAR = ra
 PALETTE = np.array([[128, 64, 128], [244, 35, 232], [70, 70, 70], [190, 153, 153], [153, 153, 153], [220, 220, 0],
                     [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60], [0, 0, 142]], np.uint8)
 #: bump when a change to the generator changes its images: cached datasets are keyed by it
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 # %% ../nbs/01_synthstreets.ipynb #a842f74e
 @dataclass(frozen=True)
@@ -55,11 +55,11 @@ class Style:
     instance_jitter: float = 0.12  # colour jitter between instances of a class
     texture: float = 1.0  # texture contrast multiplier (0: flat)
     shadows: float = 0.5  # shadow darkness
-    haze: tuple = (80., 600.)  # visibility (m): colours fade to the sky colour with distance
+    haze: tuple = (200., 1500.)  # visibility (m): colours fade to the sky colour with distance
     exposure: tuple = (0.6, 1.3)  # global gain
     white_balance: float = 0.12  # per-channel gain range
-    blur: tuple = (0.3, 1.1)  # Gaussian blur sigma (px)
-    noise: tuple = (0.01, 0.05)  # sensor noise sigma (of the 0-1 range)
+    blur: tuple = (0.2, 0.7)  # Gaussian blur sigma (px)
+    noise: tuple = (0.005, 0.03)  # sensor noise sigma (of the 0-1 range)
     supersample: int = 2  # render at this multiple and average down (antialiasing)
 
 SIM = Style('sim', horizon=(0.40, 0.50), cam_height=(1.7, 2.3), focal=(0.8, 0.95), lanes=(3, 4), lane_width=(3.2, 3.8),

@@ -18,7 +18,8 @@ from .model import param_groups
 
 # %% auto #0
 __all__ = ['WEIGHTINGS', 'UNSUP_LOSSES', 'MASKS', 'METHODS', 'STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss',
-           'MixConsistency', 'make_method', 'StepContext', 'Trainer']
+           'colour_jitter', 'gaussian_blur', 'strong_augment', 'MixConsistency', 'make_method', 'StepContext',
+           'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 @dataclass
@@ -95,7 +96,49 @@ def pixel_loss(kind:str, # 'ce' or 'mse'
 
 UNSUP_LOSSES = ('ce', 'mse')
 
-# %% ../nbs/06_train.ipynb #e7b68a93
+# %% ../nbs/06_train.ipynb #a006cadf
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+def colour_jitter(x:torch.Tensor, # (B, 3, H, W) images in [0, 1]
+                  generator:torch.Generator|None=None, strength=0.2) -> torch.Tensor: # float, or a (B,) tensor (0: identity)
+    "Per-image brightness, contrast, saturation in [1 - s, 1 + s] and hue rotation in [-s/2, s/2] turns."
+    B, dev = x.shape[0], x.device
+    s = torch.as_tensor(strength, dtype=x.dtype, device=dev).expand(B)
+    f = 1 + s[:, None]*(2*torch.rand(B, 3, generator=generator, device=dev) - 1)
+    hue = s*(torch.rand(B, generator=generator, device=dev) - 0.5)*2*math.pi
+    gray = lambda t: (0.299*t[:, 0] + 0.587*t[:, 1] + 0.114*t[:, 2])[:, None]
+    x = (x*f[:, 0].view(B, 1, 1, 1)).clamp(0, 1)
+    m = gray(x).mean((2, 3), keepdim=True)
+    x = ((x - m)*f[:, 1].view(B, 1, 1, 1) + m).clamp(0, 1)
+    g = gray(x)
+    x = ((x - g)*f[:, 2].view(B, 1, 1, 1) + g).clamp(0, 1)
+    yiq = torch.einsum('ij,bjhw->bihw', _YIQ.to(dev, x.dtype), x)
+    c, sn = hue.cos().view(B, 1, 1), hue.sin().view(B, 1, 1)
+    yiq = torch.stack([yiq[:, 0], yiq[:, 1]*c - yiq[:, 2]*sn, yiq[:, 1]*sn + yiq[:, 2]*c], 1)
+    return torch.einsum('ij,bjhw->bihw', torch.linalg.inv(_YIQ).to(dev, x.dtype), yiq).clamp(0, 1)
+
+def gaussian_blur(x:torch.Tensor, sigma, size_frac:float=0.1) -> torch.Tensor:
+    "Separable Gaussian blur (`sigma` a float or 0-d tensor) with a kernel of `size_frac` of the image in each direction (odd, >= 3)."
+    out, sigma = x, torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    for dim, n in ((2, x.shape[-2]), (3, x.shape[-1])):
+        k = max(3, int(n*size_frac)//2*2 + 1)
+        t = torch.arange(k, device=x.device, dtype=x.dtype) - k//2
+        w = torch.exp(-t**2/(2*sigma**2)); w = w/w.sum()
+        shape = (1, 1, k, 1) if dim == 2 else (1, 1, 1, k)
+        pad = (0, 0, k//2, k//2) if dim == 2 else (k//2, k//2, 0, 0)
+        C = out.shape[1]
+        out = F.conv2d(F.pad(out, pad, mode='reflect' if k//2 < n else 'replicate'), w.view(shape).expand(C, 1, *shape[2:]), groups=C)
+    return out
+
+def strong_augment(x:torch.Tensor, generator:torch.Generator|None=None, p_jitter:float=0.5, p_blur:float=0.5,
+                   strength:float=0.2, sigma=(0.15, 1.15)) -> torch.Tensor:
+    "Colour jitter and Gaussian blur, each applied to the whole batch with its probability (no host synchronisation)."
+    u = torch.rand(3, generator=generator, device=x.device)
+    x = colour_jitter(x, generator, strength*(u[0] < p_jitter).to(x.dtype))
+    blurred = gaussian_blur(x, sigma[0] + (sigma[1] - sigma[0])*u[2])
+    return torch.where(u[1] < p_blur, blurred, x)
+
+# %% ../nbs/06_train.ipynb #6b68dbf4
 MASKS = ('classmix',)
 
 @dataclass
@@ -109,6 +152,7 @@ class MixConsistency:
     lambda_u: float = 1.0  # lambda_u0, scale of the unsupervised loss
     p: float = 0.5  # ClassMix: proportion of the present classes pasted
     ramp_iters: int = 10000  # sigmoid weighting: k_max
+    strong_aug: bool = False  # colour jitter and blur of the mixed images (thesis "extra augmentations")
 
     def __post_init__(self):
         check_choice('mask', self.mask, MASKS); check_choice('weighting', self.weighting, WEIGHTINGS)
@@ -126,12 +170,13 @@ class MixConsistency:
         M = self.make_mask(pseudo, prob.shape[1], ctx.generator)
         w = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
         x_mix = paste_onto_next(M, x_u)
+        if self.strong_aug: x_mix = strong_augment(x_mix, ctx.generator)
         target = paste_onto_next(M, pseudo if self.target == 'pseudo' else prob)
         w_mix = paste_onto_next(M, w)
         loss = (pixel_loss(self.loss, ctx.student(x_mix).float(), target)*w_mix).mean()
         return self.lambda_u*loss, dict(loss_u=loss.detach(), confident=(conf > self.tau).float().mean(), weight=w_mix.mean())
 
-# %% ../nbs/06_train.ipynb #d838afd5
+# %% ../nbs/06_train.ipynb #b3c45f66
 METHODS = {
     'supervised': None,
     'classmix': dict(mask='classmix'),
@@ -147,7 +192,7 @@ def make_method(name:str, # a key of `METHODS`
     if bad: raise ParameterError(f"{bad[0]!r} is not a setting of method {name!r}; settings: {', '.join(sorted(known))}")
     return MixConsistency(**{**spec, **overrides})
 
-# %% ../nbs/06_train.ipynb #140153b7
+# %% ../nbs/06_train.ipynb #fab9795c
 @dataclass
 class StepContext:
     "What a method sees of one training step."
@@ -161,7 +206,7 @@ class StepContext:
 
 STATS = ('loss', 'loss_l', 'loss_u', 'confident', 'weight', 'lr')
 
-# %% ../nbs/06_train.ipynb #aabf353f
+# %% ../nbs/06_train.ipynb #b1fe0489
 class Trainer:
     "Trains `model` on labeled batches, with an optional unsupervised `method` on unlabeled batches."
     def __init__(self, model:nn.Module, # the student (on `device`)
@@ -209,7 +254,7 @@ class Trainer:
         row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
         self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in STATS])
 
-# %% ../nbs/06_train.ipynb #b27a6538
+# %% ../nbs/06_train.ipynb #76866c5b
 def _rng_state(obj):
     if obj is None or not hasattr(obj, 'state_dict'): return None
     return obj.state_dict()
@@ -241,7 +286,7 @@ def load_checkpoint(self:Trainer) -> bool:
     self.stats.copy_(st['stats']); self.iteration, self.history, self.seconds = st['iteration'], st['history'], st['seconds']
     return True
 
-# %% ../nbs/06_train.ipynb #cc896aad
+# %% ../nbs/06_train.ipynb #3fef20c5
 def _log_row(self:Trainer, k:int) -> dict:
     "Average statistics of the steps since the last row, read back from the device once."
     lo = self.history[-1]['iteration'] if self.history else 0
@@ -285,7 +330,7 @@ def fit(self:Trainer):
     if bar is not None: bar.close()
     return self.history
 
-# %% ../nbs/06_train.ipynb #952364bb
+# %% ../nbs/06_train.ipynb #f544589f
 @patch
 def per_iteration(self:Trainer, stat:str) -> list:
     "One statistic at every iteration so far (NaN where a step did not record it)."
