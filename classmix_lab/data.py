@@ -230,12 +230,12 @@ IMAGENET_MEAN_PIXEL = (124, 116, 104)  # RGB, 0-255: zero after the models' inpu
 def resize_image(image:np.ndarray, height:int, width:int) -> np.ndarray:
     "Bilinear resize of an (H, W, 3) uint8 image."
     if image.shape[:2] == (height, width): return image
-    return np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
 
 def resize_label(label:np.ndarray, height:int, width:int) -> np.ndarray:
     "Nearest-neighbour resize of an (H, W) label."
     if label.shape == (height, width): return label
-    return np.asarray(Image.fromarray(label).resize((width, height), Image.NEAREST))
+    return np.array(Image.fromarray(label).resize((width, height), Image.NEAREST))
 
 def _need_rng(rng, t):
     if rng is None: raise ParameterError(f"{t!r} is random: call it with rng=np.random.default_rng(seed)")

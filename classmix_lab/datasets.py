@@ -18,12 +18,12 @@ from . import synthstreets as ss
 # %% auto #0
 __all__ = ['CITYSCAPES_LABELS', 'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_ID_OF_TRAIN_ID', 'SYNTHIA16_CLASSES',
            'SYNTHIA13_CLASSES', 'SYNTHIA_IDS', 'VOC_CLASSES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'DATASETS',
-           'FAKE_SIZES', 'LabDataset', 'cityscapes_label_map', 'to_cityscapes_ids', 'miou_over', 'Cityscapes', 'GTA5',
-           'synthia_label_map', 'read_class_channel', 'Synthia', 'VOC', 'CamVid', 'SynthStreets', 'get_dataset',
-           'write_png16', 'write_fake_dataset', 'make_paper_splits']
+           'FAKE_SIZES', 'parse_size', 'LabDataset', 'cityscapes_label_map', 'to_cityscapes_ids', 'miou_over',
+           'Cityscapes', 'GTA5', 'synthia_label_map', 'read_class_channel', 'Synthia', 'VOC', 'CamVid', 'SynthStreets',
+           'get_dataset', 'write_png16', 'write_fake_dataset', 'make_paper_splits']
 
-# %% ../nbs/11_datasets.ipynb #7303e1df
-def _parse_size(value, param:str='crop'):
+# %% ../nbs/11_datasets.ipynb #1be1da28
+def parse_size(value, param:str='crop'):
     "None, or (height, width) from 512, '512', '512x1024' or (512, 1024)."
     if value is None or (isinstance(value, str) and value.strip().lower() in ('', 'none', 'no', 'off')): return None
     try:
@@ -52,7 +52,7 @@ class LabDataset(SegDataset):
     @classmethod
     def train_transform(cls, crop='auto'): # 'auto': the paper's crop; 'none'; or a size such as 512 or '512x1024'
         "The joint transform of the papers' training images (None when images are used as stored)."
-        c = cls.default_crop if (isinstance(crop, str) and crop.strip().lower() == 'auto') else _parse_size(crop)
+        c = cls.default_crop if (isinstance(crop, str) and crop.strip().lower() == 'auto') else parse_size(crop)
         ts = ([Resize(*cls.train_size)] if cls.train_size else []) + list(cls.augment) + ([RandomCrop(*c)] if c else []) + ([RandomHFlip()] if cls.flip else [])
         return Compose(ts) if ts else None
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from classmix_lab import synthstreets as ss
-from classmix_lab.data import get_dataset, SynthStreets
+from classmix_lab.datasets import get_dataset, SynthStreets
 from classmix_lab.viz import class_statistics
 
 
