@@ -16,7 +16,7 @@ from .data import IGNORE_INDEX
 # %% auto #0
 __all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'overlay', 'legend_handles', 'show_grid', 'rolling_mean',
            'plot_confidence', 'plot_history', 'plot_class_iou', 'plot_confusion', 'confidence_panels',
-           'class_statistics', 'plot_class_frequencies', 'plot_spatial']
+           'class_statistics', 'plot_class_frequencies', 'plot_spatial', 'align_classes', 'plot_spatial_compare']
 
 # %% ../nbs/07_viz.ipynb #403cf620
 def to_numpy(x):
@@ -176,5 +176,33 @@ def plot_spatial(stats:dict, classes, ncols:int=6, title:str|None=None, cmap='Gr
         if i < len(classes):
             ax.imshow(sp[i], cmap=cmap, vmin=0, vmax=max(sp[i].max(), 1e-6), interpolation='bilinear'); ax.set_title(classes[i], fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/07_viz.ipynb #d8ba1b19
+def align_classes(stats:dict, # a `class_statistics` result
+                  classes, to_classes) -> dict:
+    "`stats` of a dataset with `classes`, re-indexed to the class names `to_classes` (absent ones zero)."
+    idx = {c: i for i, c in enumerate(classes)}
+    take = lambda a: np.stack([a[idx[c]] if c in idx else np.zeros_like(a[0]) for c in to_classes])
+    counts = take(stats['counts'])
+    return dict(stats, counts=counts, frequency=counts/max(counts.sum(), 1), spatial=take(stats['spatial']))
+
+def plot_spatial_compare(stats:dict, # two entries: name -> `class_statistics` result (the same classes)
+                         classes, ncols:int=4, title:str|None=None, cmap='Greys'):
+    "Per class, the spatial distributions of two datasets side by side (left: the first), on one scale per class."
+    (na, a), (nb, b) = list(stats.items())
+    h, w = a['spatial'].shape[1:]
+    nr = math.ceil(len(classes)/ncols)
+    fig, axs = plt.subplots(nr, ncols, figsize=(4.4*ncols, 2.2*h/w*nr + 0.7), squeeze=False)
+    cm = plt.get_cmap(cmap).copy(); cm.set_bad('white')
+    for i, ax in enumerate(axs.flat):
+        ax.axis('off')
+        if i >= len(classes): continue
+        gap = np.full((h, max(1, w//16)), np.nan)
+        ax.imshow(np.concatenate([a['spatial'][i], gap, b['spatial'][i]], 1), cmap=cm, vmin=0,
+                  vmax=max(a['spatial'][i].max(), b['spatial'][i].max(), 1e-6), interpolation='bilinear')
+        ax.set_title(classes[i], fontsize=8)
+    fig.suptitle(title or f'where each class appears: {na} (left) and {nb} (right)', fontsize=10)
     fig.tight_layout()
     return fig
