@@ -194,6 +194,7 @@ class DeepLabV3Plus(FreezableBN, nn.Module):
 ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus}
 MODELS = {
     'deeplabv2-r101': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='caffe'),
+    'deeplabv2-r101-imagenet': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='imagenet'),
     'deeplabv2-r50': dict(arch='deeplabv2', layers=(3, 4, 6, 3), width=64, norm='imagenet'),
     'deeplabv2-tiny': dict(arch='deeplabv2', layers=(1, 1, 1, 1), width=16, norm='imagenet'),
     'deeplabv3plus-r50': dict(arch='deeplabv3plus', depth=50),
@@ -264,7 +265,7 @@ def load_weights(model:nn.Module, # the model to fill
     warns = []
     if fc is not None and fc.shape[0] == 1000 and getattr(model, 'config', {}).get('norm') == 'caffe':
         warns.append("the weights come with a 1000-class ImageNet classifier (torchvision's layout), which expects norm='imagenet', "
-                     "but the model normalises its input the Caffe way: build it with norm='imagenet'")
+                     "but the model normalises its input the Caffe way: use deeplabv2-r101-imagenet, or build it with norm='imagenet'")
     for w in warns: warnings.warn(w)
     model.load_state_dict({k: clean[k] for k in matched}, strict=False)
     return dict(matched=matched, missing=[k for k in own if k not in matched], unexpected=[k for k in clean if k not in own],

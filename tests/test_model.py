@@ -104,7 +104,7 @@ def test_loads_torchvision_imagenet_resnet101(tmp_path):
     import torchvision
     tv = torchvision.models.resnet101(weights=None).state_dict()
     torch.save(tv, tmp_path/'resnet101.pth')
-    m = get_model('deeplabv2-r101', 19, norm='imagenet')
+    m = get_model('deeplabv2-r101-imagenet', 19)
     rep = load_weights(m, tmp_path/'resnet101.pth')
     assert rep['backbone_coverage'] == 1.0 and rep['ignored'] == ['fc.weight', 'fc.bias'] and not rep['unexpected']
     assert sorted(rep['missing']) == sorted(k for k in m.state_dict() if k.startswith('layer5.')) and not rep['warnings']
