@@ -359,6 +359,10 @@ class LoaderBatches:
         x = x.to(self.device, non_blocking=True).float().div_(255)
         return x, None if y is None else y.to(self.device, non_blocking=True).long()
 
+    def close(self):
+        "Stop the worker processes (the stream goes on from where it was if used again)."
+        self._it = None
+
     def state_dict(self): return dict(seed=self.seed, consumed=self.consumed)
     def load_state_dict(self, d):
         if d['seed'] != self.seed: raise ParameterError(f"batch state of seed {d['seed']} cannot resume a stream of seed {self.seed}")

@@ -202,6 +202,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
                       checkpoint_every=p.checkpoint_every)
     trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress)
     trainer.fit()
+    for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
     final, teacher = evaluate_on_val(trainer.model), evaluate_on_val(trainer.teacher)
     metrics = dict(params=asdict(p), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
                    confusion=final['confusion'], teacher_miou=teacher['miou'], teacher_iou=teacher['iou'],
