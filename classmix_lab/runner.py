@@ -145,7 +145,21 @@ def _baseline_of(r:dict, rs:list):
     for b in rs:
         if b is not r and b['status'] == 'ok' and b['params'].get('method') == 'supervised' and same(r, b): return b
 
+def _plain_sweep_html(sweep:str, rs:list) -> str:
+    "A sweep of non-experiment templates (dataset statistics, ...): run, template, parameters, status."
+    e = html.escape
+    rows = []
+    for r in rs:
+        link = f"<a href='{e(r['report'])}'>{e(r['run'])}</a>" if r.get('report') else e(r['run'])
+        params = ', '.join(f'{k}={v}' for k, v in r['params'].items() if k != 'compare_with')
+        status = e(r['status']) if r['status'] != 'failed' else f"failed: {e(r.get('error') or '')}"
+        rows.append(f"<tr><td>{link}</td><td>{e(r['template'])}</td><td>{e(params)}</td><td class='{r['status']}'>{status}</td>"
+                    f"<td class='num'>{_fmt(r.get('seconds'), 0)}</td></tr>")
+    return '\n'.join([f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>", "<table><tr><th>run</th><th>template</th><th>parameters</th>"
+                      "<th>status</th><th>seconds</th></tr>", *rows, "</table>"])
+
 def _sweep_html(sweep:str, rs:list) -> str:
+    if not any(r['template'] == 'experiment' for r in rs): return _plain_sweep_html(sweep, rs)
     e = html.escape
     rows = []
     for r in rs:
