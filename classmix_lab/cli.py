@@ -15,7 +15,7 @@ from .experiment import ExperimentParams
 from . import runner
 
 # %% auto #0
-__all__ = ['parse_value', 'parse_pairs', 'main']
+__all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
 
 # %% ../nbs/10_cli.ipynb #ce0cd7c1
 _TYPES = {f.name: f.type for f in fields(ExperimentParams)}
@@ -69,7 +69,24 @@ def _parser():
     t = sub.add_parser('pretrain', help='make the sim-pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb)')
     t.add_argument('params', nargs='*', metavar='key=value', help='pretrain.ipynb parameters, e.g. iterations=2000')
     t.add_argument('--force', action='store_true')
+    st = sub.add_parser('stats', help='dataset-statistics reports: classmix-lab stats dataset=camvid compare=camvid compare_split=val '
+                                      '(no parameters: the standard reports, SynthStreets sim vs real and CamVid)')
+    st.add_argument('params', nargs='*', metavar='key=value', help='dataset_stats.ipynb parameters')
+    st.add_argument('--name', help='report name (default: from the datasets)')
+    st.add_argument('--force', action='store_true')
+    sp = sub.add_parser('splits', help="write the papers' labeled splits of a dataset as text files: classmix-lab splits camvid --seeds 0-9")
+    sp.add_argument('dataset', help='cityscapes, voc or camvid')
+    sp.add_argument('--root', help='dataset root (default: settings.ini)')
+    sp.add_argument('--out', default='splits', help='folder; files go to OUT/<dataset>/<count>_seed<seed>.txt')
+    sp.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-9'")
     return p
+
+def parse_seeds(text:str) -> list:
+    "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]."
+    try:
+        if '-' in text: a, b = text.split('-'); return list(range(int(a), int(b) + 1))
+        return [int(x) for x in text.split(',')]
+    except ValueError: raise ParameterError(f"seeds={text!r} must be like '0', '0,1,2' or '0-9'") from None
 
 def main(argv=None) -> int:
     "Entry point of the `classmix-lab` console script."
@@ -93,6 +110,14 @@ def main(argv=None) -> int:
         elif args.command == 'pretrain':
             params = dict(kv.split('=', 1) for kv in args.params)
             print(f"\nreport: {runner.pretrain(force=args.force, **{k: _literal(v) for k, v in params.items()})}")
+        elif args.command == 'stats':
+            params = {k: _literal(v) for k, v in (kv.split('=', 1) if '=' in kv else (kv, None) for kv in args.params)}
+            if any(v is None for v in params.values()): raise ParameterError(f"{next(k for k, v in params.items() if v is None)!r} is not key=value")
+            runs = [dict(params, **({'run': args.name} if args.name else {}))] if params else None
+            print(f"\nreport: {runner.dataset_stats(runs, force=args.force)}")
+        elif args.command == 'splits':
+            from classmix_lab.datasets import make_paper_splits
+            for path in make_paper_splits(args.dataset, args.root, args.out, parse_seeds(args.seeds)): print(path)
     except (ParameterError, DatasetError) as e:
         print(f"classmix-lab: error: {e}", file=sys.stderr)
         return 2

@@ -16,8 +16,10 @@ from .config import ParameterError, check_choice, load_settings, atomic_write
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'DATASETS', 'DatasetError', 'LabelMap', 'read_image', 'read_label', 'SegDataset', 'SynthStreets',
-           'get_dataset', 'labeled_count', 'labeled_split', 'save_split', 'load_split', 'load_tensors', 'TensorBatches']
+__all__ = ['IGNORE_INDEX', 'IMAGENET_MEAN_PIXEL', 'DatasetError', 'LabelMap', 'read_image', 'read_label', 'SegDataset',
+           'labeled_count', 'labeled_split', 'save_split', 'load_split', 'load_tensors', 'TensorBatches',
+           'resize_image', 'resize_label', 'Resize', 'RandomScale', 'RandomHFlip', 'RandomCrop', 'Compose',
+           'LoaderBatches', 'eval_batches', 'preview']
 
 # %% ../nbs/02_data.ipynb #5bc6beab
 IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts
@@ -90,10 +92,18 @@ class SegDataset(torch.utils.data.Dataset):
     def __len__(self): return len(self.pairs)
     def __repr__(self): return f"{type(self).__name__}({self.split!r}, {len(self)} images, {self.num_classes} classes, root={str(self.root)!r})"
 
+    def read_label(self, path:Path) -> np.ndarray:
+        "The stored label values of a label file (datasets with other label formats override this)."
+        return read_label(path)
+
+    def load_image(self, i:int) -> np.ndarray:
+        "Image (H, W, 3) uint8 of item `i` (without its label)."
+        return read_image(self.pairs[i][0])
+
     def load(self, i:int):
         "Image (H, W, 3) uint8 and remapped label (H, W) uint8 of item `i`, checked."
         ip, lp = self.pairs[i]
-        img, lab = read_image(ip), read_label(lp)
+        img, lab = read_image(ip), self.read_label(lp)
         if img.shape[:2] != lab.shape: raise DatasetError(f"{lp}: label is {lab.shape[1]}x{lab.shape[0]} but its image {ip} is {img.shape[1]}x{img.shape[0]}")
         return img, self.label_map(lab, lp)
 
@@ -111,8 +121,10 @@ class SegDataset(torch.utils.data.Dataset):
         new.pairs = [self.pairs[idx[n]] for n in names]
         return new
 
-# %% ../nbs/02_data.ipynb #21dacd14
-def _check_root(root:Path, dataset:str, must:tuple=()):
+# %% ../nbs/02_data.ipynb #398cd0e7
+def _check_root(root, dataset:str, must:tuple=()):
+    "`root` as a Path; `DatasetError` if it, or any of the `must` paths below it, is missing."
+    if root is None: raise DatasetError(f"no {dataset} root: set {dataset}_root in settings.ini or pass root=")
     root = Path(root)
     if not root.is_dir(): raise DatasetError(f"{root}: {dataset} root folder does not exist (set {dataset}_root in settings.ini or pass root=)")
     for m in must:
@@ -128,29 +140,15 @@ def _pairs(img_dir:Path, lbl_dir:Path, label_name=lambda p: p.name, pattern='*.p
         pairs.append((ip, lp))
     return pairs
 
-class SynthStreets(SegDataset):
-    "The embedded dataset, generated (once, cached) in the real image + label-PNG layout."
-    name = 'synthstreets'
-    def __init__(self, split='train', style='real', root=None, height=96, width=192, seed=0, n_train=600, n_val=200,
-                 transform=None, cache_dir=None):
-        check_choice('split', split, ['train', 'val'])
-        root = Path(root) if root else ss.synthstreets_root(style, height, width, seed, n_train, n_val, cache_dir)
-        root = _check_root(root, 'synthstreets', (split,))
-        super().__init__(root, split, _pairs(root/split/'images', root/split/'labels'), ss.CLASSES, ss.PALETTE,
-                         LabelMap.identity(len(ss.CLASSES), name='SynthStreets'), transform)
-        self.style = style
+# %% ../nbs/02_data.ipynb #91e8885b
+_MOVED = ('DATASETS', 'get_dataset', 'SynthStreets')
 
-# %% ../nbs/02_data.ipynb #c077a790
-DATASETS = {'synthstreets': SynthStreets}
-
-def get_dataset(name:str, # a name in `DATASETS`
-                split:str='train', # split name
-                root=None, # dataset root; default from the settings' `<name>_root`
-                **kwargs) -> SegDataset:
-    "Create dataset `name`'s `split`."
-    cls = DATASETS[check_choice('dataset', name, list(DATASETS))]
-    if root is None and name != 'synthstreets': root = load_settings().root(name)
-    return cls(split=split, root=root, **kwargs)
+def __getattr__(name):
+    "The registry moved to `classmix_lab.datasets`; importing it from here still works."
+    if name in _MOVED:
+        from classmix_lab import datasets
+        return getattr(datasets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/02_data.ipynb #95c4de11
 def labeled_count(labeled, # count, fraction in (0, 1], or 'all'
@@ -178,9 +176,10 @@ def labeled_split(names:list, # item names of the training split
     perm = np.random.default_rng(seed).permutation(len(names))
     return sorted(names[i] for i in perm[:k])
 
-def save_split(path, names:list):
-    "Write a split as a text file of names, one a line (atomically)."
-    return atomic_write(path, ''.join(f'{n}\n' for n in names))
+def save_split(path, names:list, comment:str=''):
+    "Write a split as a text file of names, one a line (atomically), after optional `# comment` lines."
+    head = ''.join(f'# {l}\n' for l in comment.splitlines())
+    return atomic_write(path, head + ''.join(f'{n}\n' for n in names))
 
 def load_split(path) -> list:
     "Read a split written by `save_split`."
@@ -224,3 +223,163 @@ class TensorBatches:
 
     def state_dict(self): return dict(g=self.g.get_state(), order=self.order, pos=self.pos)
     def load_state_dict(self, d): self.g.set_state(d['g']); self.order, self.pos = d['order'], d['pos']
+
+# %% ../nbs/02_data.ipynb #c895f1f8
+IMAGENET_MEAN_PIXEL = (124, 116, 104)  # RGB, 0-255: zero after the models' input normalisation
+
+def resize_image(image:np.ndarray, height:int, width:int) -> np.ndarray:
+    "Bilinear resize of an (H, W, 3) uint8 image."
+    if image.shape[:2] == (height, width): return image
+    return np.array(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+
+def resize_label(label:np.ndarray, height:int, width:int) -> np.ndarray:
+    "Nearest-neighbour resize of an (H, W) label."
+    if label.shape == (height, width): return label
+    return np.array(Image.fromarray(label).resize((width, height), Image.NEAREST))
+
+def _need_rng(rng, t):
+    if rng is None: raise ParameterError(f"{t!r} is random: call it with rng=np.random.default_rng(seed)")
+    return rng
+
+class Resize:
+    "Resize image (bilinear) and label (nearest) to `height` x `width`."
+    def __init__(self, height:int, width:int): self.height, self.width = int(height), int(width)
+    def __repr__(self): return f"Resize({self.height}, {self.width})"
+    def __call__(self, image, label=None, rng=None):
+        return resize_image(image, self.height, self.width), None if label is None else resize_label(label, self.height, self.width)
+
+class RandomScale:
+    "Scale image and label by a factor drawn uniformly from [`low`, `high`]."
+    def __init__(self, low:float=0.5, high:float=1.5):
+        if not 0 < low <= high: raise ParameterError(f"RandomScale({low}, {high}): need 0 < low <= high")
+        self.low, self.high = low, high
+    def __repr__(self): return f"RandomScale({self.low}, {self.high})"
+    def __call__(self, image, label=None, rng=None):
+        s = _need_rng(rng, self).uniform(self.low, self.high)
+        h, w = max(1, round(image.shape[0]*s)), max(1, round(image.shape[1]*s))
+        return resize_image(image, h, w), None if label is None else resize_label(label, h, w)
+
+class RandomHFlip:
+    "Mirror image and label left-right with probability `p`."
+    def __init__(self, p:float=0.5): self.p = p
+    def __repr__(self): return f"RandomHFlip({self.p})"
+    def __call__(self, image, label=None, rng=None):
+        if _need_rng(rng, self).random() >= self.p: return image, label
+        return image[:, ::-1], None if label is None else label[:, ::-1]
+
+class RandomCrop:
+    "A random `height` x `width` window; smaller images are padded (image: `fill`, label: `IGNORE_INDEX`) first."
+    def __init__(self, height:int, width:int|None=None, fill=IMAGENET_MEAN_PIXEL):
+        self.height, self.width, self.fill = int(height), int(width or height), tuple(fill)
+        if self.height < 1 or self.width < 1: raise ParameterError(f"crop {self.height}x{self.width} must be positive")
+    def __repr__(self): return f"RandomCrop({self.height}, {self.width})"
+    def __call__(self, image, label=None, rng=None):
+        rng = _need_rng(rng, self)
+        ph, pw = max(self.height - image.shape[0], 0), max(self.width - image.shape[1], 0)
+        if ph or pw:
+            padded = np.empty((image.shape[0] + ph, image.shape[1] + pw, 3), np.uint8); padded[:] = self.fill
+            padded[:image.shape[0], :image.shape[1]] = image; image = padded
+            if label is not None: label = np.pad(label, ((0, ph), (0, pw)), constant_values=IGNORE_INDEX)
+        y = int(rng.integers(0, image.shape[0] - self.height + 1)); x = int(rng.integers(0, image.shape[1] - self.width + 1))
+        win = (slice(y, y + self.height), slice(x, x + self.width))
+        return image[win], None if label is None else label[win]
+
+class Compose:
+    "Apply joint transforms in order, handing each the same generator."
+    def __init__(self, transforms:list): self.transforms = list(transforms)
+    def __repr__(self): return f"Compose({self.transforms})"
+    def __call__(self, image, label=None, rng=None):
+        for t in self.transforms: image, label = t(image, label, rng)
+        return image, label
+
+# %% ../nbs/02_data.ipynb #a471adff
+class _Items(torch.utils.data.Dataset):
+    "Items of `ds` for a DataLoader, addressed by `(index, seed)`; returns (image, label or None, index)."
+    def __init__(self, ds:SegDataset, transform=None, labels:bool=True, size=None):
+        self.ds, self.transform, self.labels, self.size = ds, transform, labels, size
+    def __len__(self): return len(self.ds)
+    def __getitem__(self, key):
+        i, seed = key if isinstance(key, tuple) else (key, None)
+        img, lab = self.ds.load(i) if self.labels else (self.ds.load_image(i), None)
+        if self.transform is not None: img, lab = self.transform(img, lab, None if seed is None else np.random.default_rng(seed))
+        if self.size is not None: img = resize_image(img, *self.size)
+        return (torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1),
+                None if lab is None else torch.from_numpy(np.ascontiguousarray(lab)), i)
+
+class _Collate:
+    "Stack a batch; images of different sizes are an error naming two of them."
+    def __init__(self, names): self.names = names
+    def __call__(self, items):
+        xs, ys, idx = zip(*items)
+        for k, shape in ((0, xs[0].shape), (1, None if ys[0] is None else ys[0].shape)):
+            seq = xs if k == 0 else ys
+            if shape is not None and any(t.shape != shape for t in seq):
+                j = next(j for j, t in enumerate(seq) if t.shape != shape)
+                raise DatasetError(f"{self.names[idx[0]]} and {self.names[idx[j]]} differ in size ({tuple(shape)} and {tuple(seq[j].shape)}) "
+                                   f"in one batch; resize or crop them with a transform, or use batch_size=1")
+        return torch.stack(xs), None if ys[0] is None else torch.stack(ys), torch.tensor(idx)
+
+class _EndlessSampler(torch.utils.data.Sampler):
+    "(index, seed) keys: a seeded permutation per epoch, forever, from item `start` on."
+    def __init__(self, n:int, seed:int, start:int=0): self.n, self.seed, self.start = n, seed, start
+    def perm(self, epoch): return np.random.default_rng((0, self.seed, epoch)).permutation(self.n)
+    def __iter__(self):
+        k, epoch, perm = self.start, -1, None
+        while True:
+            e, pos = divmod(k, self.n)
+            if e != epoch: epoch, perm = e, self.perm(e)
+            yield int(perm[pos]), (1, self.seed, e, pos)
+            k += 1
+
+# %% ../nbs/02_data.ipynb #97d83ee8
+class LoaderBatches:
+    "Endless batches `(images float in [0, 1], labels long or None)` read from disk by worker processes; seeded, resumable."
+    def __init__(self, ds:SegDataset, # the images (a `subset` for a labeled split)
+                 batch_size:int, transform=None, # joint transform; must give every image the same size
+                 seed:int=0, device='cpu', workers:int=4, # worker processes (0: read in this process)
+                 labels:bool=True): # False: images only (unlabeled data), labels are not even read
+        if batch_size < 1: raise ParameterError(f"batch_size={batch_size} must be at least 1")
+        if workers < 0: raise ParameterError(f"workers={workers} must be >= 0")
+        self.ds, self.batch_size, self.transform, self.seed = ds, batch_size, transform, seed
+        self.device, self.workers, self.labels = torch.device(device), workers, labels
+        self.consumed, self._it = 0, None
+
+    def __len__(self): return len(self.ds)
+    def __iter__(self): return self
+    def _start(self):
+        sampler = torch.utils.data.BatchSampler(_EndlessSampler(len(self.ds), self.seed, self.consumed), self.batch_size, drop_last=False)
+        dl = torch.utils.data.DataLoader(_Items(self.ds, self.transform, self.labels), batch_sampler=sampler, num_workers=self.workers,
+                                         collate_fn=_Collate(self.ds.names), pin_memory=self.device.type == 'cuda')
+        return iter(dl)
+
+    def __next__(self):
+        if self._it is None: self._it = self._start()
+        x, y, _ = next(self._it)
+        self.consumed += len(x)
+        x = x.to(self.device, non_blocking=True).float().div_(255)
+        return x, None if y is None else y.to(self.device, non_blocking=True).long()
+
+    def close(self):
+        "Stop the worker processes (the stream goes on from where it was if used again)."
+        self._it = None
+
+    def state_dict(self): return dict(seed=self.seed, consumed=self.consumed)
+    def load_state_dict(self, d):
+        if d['seed'] != self.seed: raise ParameterError(f"batch state of seed {d['seed']} cannot resume a stream of seed {self.seed}")
+        self.consumed, self._it = int(d['consumed']), None
+
+# %% ../nbs/02_data.ipynb #7d7bfb31
+def eval_batches(ds:SegDataset, # the evaluation split
+                 size=None, # (height, width) the network sees; None: the image's own size
+                 batch_size:int=1, workers:int=2):
+    "One pass over `ds` in order: images (float in [0, 1]) at `size`, labels (long) at their full resolution."
+    if batch_size < 1: raise ParameterError(f"batch_size={batch_size} must be at least 1")
+    dl = torch.utils.data.DataLoader(_Items(ds, size=size), batch_size=batch_size, num_workers=workers, collate_fn=_Collate(ds.names))
+    for x, y, _ in dl: yield x.float().div_(255), y.long()
+
+def preview(ds:SegDataset, idx:list, size=None):
+    "Items `idx` of `ds` for figures: uint8 images (N, 3, h, w) and labels (N, h, w), resized to `size` (default: the first image's)."
+    items = [ds.load(i) for i in idx]
+    h, w = size or items[0][0].shape[:2]
+    x = np.stack([resize_image(im, h, w) for im, _ in items]); y = np.stack([resize_label(lb, h, w) for _, lb in items])
+    return torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), torch.from_numpy(y)

@@ -11,15 +11,17 @@ from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
-from .data import DATASETS, get_dataset, labeled_split, labeled_count, save_split, load_tensors, TensorBatches
-from .model import MODELS, get_model, load_weights, read_state_dict
+from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches,
+                               LoaderBatches, eval_batches, preview)
+from .datasets import DATASETS, get_dataset, parse_size
+from .model import MODELS, PREFIXES, get_model, load_weights, read_state_dict, is_head
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, WEIGHTINGS, UNSUP_LOSSES, TrainConfig, Trainer, make_method
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'ExperimentParams', 'pretrained_path', 'validate', 'Experiment', 'run_experiment',
-           'load_run_model', 'load_metrics']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'ExperimentParams', 'pretrained_path', 'split_file', 'labeled_names', 'validate',
+           'Experiment', 'run_experiment', 'load_run_model', 'load_metrics']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -32,7 +34,7 @@ class ExperimentParams:
     n_train: int = 600  # SynthStreets split sizes
     n_val: int = 200
     data_seed: int = 0  # SynthStreets dataset seed
-    labeled: str = '12'  # labeled images: a count, a fraction ('1/50', 0.02) or 'all'
+    labeled: str = '12'  # labeled images: a count, a fraction ('1/50', 0.02), 'all', or a split file ('splits/camvid/30_seed0.txt')
     split_seed: int = 0  # seed of the labeled split
     method: str = 'classmix'  # a name in `METHODS`
     model: str = 'deeplabv2-tiny'  # a name in `MODELS`
@@ -54,6 +56,8 @@ class ExperimentParams:
     out_dir: str = 'runs/experiment'  # run folder: metrics, split, checkpoints
     log_every: int = 50
     checkpoint_every: int = 0
+    crop: str = 'auto'  # training crop: 'auto' (the papers' for the dataset: VOC 321, GTA5/SYNTHIA 512), 'none', 512 or '512x1024'
+    workers: int = 4  # processes that read images from disk (datasets streamed from disk; 0: none)
 
     @classmethod
     def from_dict(cls, d:dict):
@@ -78,7 +82,26 @@ def _dataset_kwargs(p:ExperimentParams) -> dict:
     return {}
 
 def _train_size(p:ExperimentParams) -> int:
-    return p.n_train if p.dataset == 'synthstreets' else len(get_dataset(p.dataset, 'train', **_dataset_kwargs(p)))
+    return p.n_train if p.dataset == 'synthstreets' else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
+
+def split_file(labeled) -> Path|None:
+    "The split file `labeled` names (a path ending in .txt, relative to the working folder or the project), or None."
+    s = str(labeled).strip()
+    if not s.endswith('.txt'): return None
+    settings = load_settings()
+    cands = [Path(s).expanduser()] if Path(s).expanduser().is_absolute() else [Path.cwd()/s] + ([settings.source.parent/s] if settings.source else [])
+    for c in cands:
+        if c.is_file(): return c.resolve()
+    raise ParameterError(f"labeled={labeled!r}: no such split file (looked in {', '.join(str(c.parent) for c in cands)})")
+
+def labeled_names(p:ExperimentParams, names:list) -> list:
+    "The labeled images of a run: from its split file, or a seeded choice of `labeled` among the sorted `names`."
+    f = split_file(p.labeled)
+    if f is None: return labeled_split(names, str(p.labeled), p.split_seed)
+    chosen, known = load_split(f), set(names)
+    missing = [n for n in chosen if n not in known]
+    if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
+    return chosen
 
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one."
@@ -86,19 +109,27 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('weighting', p.weighting, WEIGHTINGS); check_choice('unsup_loss', p.unsup_loss, UNSUP_LOSSES)
     check_choice('target', p.target, ('pseudo', 'soft')); check_choice('init_parts', p.init_parts, ('all', 'backbone'))
-    for k in ('iterations', 'log_every', 'checkpoint_every'):
+    for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
         if int(getattr(p, k)) < 1: raise ParameterError(f"{k}={getattr(p, k)} must be >= 1")
     if p.method != 'supervised' and p.batch_size_u < 2: raise ParameterError(f"batch_size_u={p.batch_size_u}: mixing pastes image b onto b+1, so it must be >= 2")
+    if MODELS[p.model]['arch'] == 'deeplabv3plus' and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: {p.model} normalises its image-pooling branch over the batch, so it must be >= 2")
     if not p.lr > 0: raise ParameterError(f"lr={p.lr} must be positive")
     if not 0 < p.tau < 1: raise ParameterError(f"tau={p.tau} must be in (0, 1)")
+    if str(p.crop).strip().lower() != 'auto': parse_size(p.crop)
+    if DATASETS[p.dataset].val_split is None:
+        raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
         raise ParameterError(f"init={p.init!r}: its weights file {pretrained_path(p.init)} is missing; make it with nbs/experiments/pretrain.ipynb")
     if p.init not in ('none', *PRETRAINED) and not Path(p.init).is_file():
         raise ParameterError(f"init={p.init!r} is not one of: none, {', '.join(PRETRAINED)}, or an existing checkpoint file")
-    n = _train_size(p)
-    k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
+    if split_file(p.labeled) is not None:
+        names = get_dataset(p.dataset, None, **_dataset_kwargs(p)).names
+        n, k = len(names), len(labeled_names(p, names))
+    else:
+        n = _train_size(p)
+        k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
     if p.method != 'supervised' and k == n: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
     ensure_dir(p.out_dir, 'out_dir')
@@ -112,11 +143,16 @@ class Experiment:
     metrics: dict
     trainer: Trainer
     start_model: torch.nn.Module
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
+    val_images: torch.Tensor  # validation images for figures (uint8; a spread-out sample when the split is streamed)
+    val_labels: torch.Tensor  # their labels, at the images' size
     classes: tuple
     palette: object
     device: torch.device
+
+def _strip(k:str) -> str:
+    for p in PREFIXES:
+        if k.startswith(p): k = k[len(p):]
+    return k
 
 def _init_model(p:ExperimentParams, num_classes:int, device):
     model = get_model(p.model, num_classes)
@@ -124,36 +160,51 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
     if p.init != 'none':
         path = pretrained_path(p.init) if p.init in PRETRAINED else Path(p.init)
         state = read_state_dict(path)
-        if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not k.split('.', 1)[-1].startswith('layer5.') and not k.startswith('layer5.')}
+        if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, _strip(k))}
         report = load_weights(model, state)
         report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'])
     return model.to(device), report
 
-# %% ../nbs/08_experiment.ipynb #9585d074
+# %% ../nbs/08_experiment.ipynb #d2851c7f
+def _data(p:ExperimentParams, train_ds, val_ds, names:list, device):
+    "Labeled and unlabeled batch sources, a function giving fresh validation batches, and validation images for figures."
+    cls, rest = type(train_ds), sorted(set(train_ds.names) - set(names))
+    transform = cls.train_transform(p.crop)
+    if cls.in_memory and transform is None:
+        labeled = TensorBatches(*load_tensors(train_ds.subset(names)), p.batch_size, seed=p.seed, device=device)
+        unlabeled = TensorBatches(load_tensors(train_ds.subset(rest))[0], None, p.batch_size_u, seed=p.seed + 1, device=device) if p.method != 'supervised' else None
+    else:
+        labeled = LoaderBatches(train_ds.subset(names), p.batch_size, transform, seed=p.seed, device=device, workers=p.workers)
+        unlabeled = LoaderBatches(train_ds.subset(rest), p.batch_size_u, transform, seed=p.seed + 1, device=device, workers=p.workers, labels=False) if p.method != 'supervised' else None
+    if cls.in_memory:
+        xv, yv = load_tensors(val_ds)
+        return labeled, unlabeled, lambda: tensor_batches(xv, yv, 32), xv, yv
+    idx = sorted({round(i*(len(val_ds) - 1)/7) for i in range(8)})
+    xv, yv = preview(val_ds, idx, cls.eval_size)
+    return labeled, unlabeled, lambda: eval_batches(val_ds, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
+
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     "Train and evaluate one experiment; results go to `p.out_dir`."
     validate(p)
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
     torch.manual_seed(p.seed)
-    train_ds = get_dataset(p.dataset, 'train', **_dataset_kwargs(p))
-    val_ds = get_dataset(p.dataset, 'val', **_dataset_kwargs(p))
-    names = labeled_split(train_ds.names, str(p.labeled), p.split_seed)
+    cls = DATASETS[p.dataset]
+    train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
+    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
+    names = labeled_names(p, train_ds.names)
     save_split(out/'labeled.txt', names)
-    xl, yl = load_tensors(train_ds.subset(names))
-    labeled = TensorBatches(xl, yl, p.batch_size, seed=p.seed, device=device)
-    unlabeled, method = None, make_method(p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target, strong_aug=p.strong_aug) if p.method != 'supervised' else None
-    if method is not None:
-        rest = sorted(set(train_ds.names) - set(names))
-        unlabeled = TensorBatches(load_tensors(train_ds.subset(rest))[0], None, p.batch_size_u, seed=p.seed + 1, device=device)
-    xv, yv = load_tensors(val_ds)
+    method = make_method(p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target,
+                         strong_aug=p.strong_aug) if p.method != 'supervised' else None
+    labeled, unlabeled, val_batches, xv, yv = _data(p, train_ds, val_ds, names, device)
     model, init_report = _init_model(p, train_ds.num_classes, device)
-    evaluate_on_val = lambda m: evaluate(m, tensor_batches(xv, yv, 32), train_ds.num_classes, device, train_ds.classes)
+    evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes)
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
                       checkpoint_every=p.checkpoint_every)
     trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress)
     trainer.fit()
+    for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
     final, teacher = evaluate_on_val(trainer.model), evaluate_on_val(trainer.teacher)
     metrics = dict(params=asdict(p), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
                    confusion=final['confusion'], teacher_miou=teacher['miou'], teacher_iou=teacher['iou'],

@@ -1,4 +1,4 @@
-"""DeepLabv2 with a ResNet backbone as in thesis Table 3.1, at any depth and width, and the loading of its weights.
+"""DeepLabv2 with a ResNet backbone as in thesis Table 3.1, DeepLabv3+ on torchvision's ResNet, and the loading of their weights.
 
 Docs: https://github.com/classmix-lab/classmix_lab/model.html.md"""
 
@@ -6,13 +6,15 @@ Docs: https://github.com/classmix-lab/classmix_lab/model.html.md"""
 
 # %% ../nbs/04_model.ipynb #36c817fa
 from __future__ import annotations
+import warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import ParameterError, check_choice
 
 # %% auto #0
-__all__ = ['NORMS', 'MODELS', 'PREFIXES', 'Bottleneck', 'ASPP', 'InputNorm', 'batchnorms', 'DeepLabV2', 'get_model',
-           'count_params', 'param_groups', 'read_state_dict', 'load_weights']
+__all__ = ['NORMS', 'ARCHITECTURES', 'MODELS', 'PREFIXES', 'Bottleneck', 'ASPP', 'InputNorm', 'batchnorms', 'FreezableBN',
+           'DeepLabV2', 'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'get_model', 'count_params', 'is_head',
+           'param_groups', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/04_model.ipynb #102b8938
 class Bottleneck(nn.Module):
@@ -64,8 +66,25 @@ class InputNorm(nn.Module):
 # %% ../nbs/04_model.ipynb #1f7596eb
 def batchnorms(model:nn.Module): return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-class DeepLabV2(nn.Module):
+class FreezableBN:
+    "Mixin of the lab's networks: `set_freeze_bn` and a `train` that keeps frozen BatchNorm in eval mode."
+    def set_freeze_bn(self, freeze:bool=True):
+        "Freeze (eval mode, no gradient, statistics untouched) or unfreeze every BatchNorm."
+        self.freeze_bn = freeze
+        for m in batchnorms(self):
+            for p in m.parameters(): p.requires_grad_(not freeze)
+            m.train(self.training and not freeze)
+        return self
+
+    def train(self, mode:bool=True):
+        super().train(mode)
+        if self.freeze_bn:
+            for m in batchnorms(self): m.eval()
+        return self
+
+class DeepLabV2(FreezableBN, nn.Module):
     "DeepLabv2: a dilated ResNet (output stride 8) and a 4-branch ASPP, logits upsampled to the input size."
+    head_prefixes = ('layer5.',)  # the classifier: trained at 10x the learning rate, dropped when the class count differs
     def __init__(self, num_classes:int, # output classes
                  layers=(3, 4, 23, 3), # bottlenecks per stage: (3, 4, 23, 3) is ResNet-101, (3, 4, 6, 3) ResNet-50
                  width:int=64, # channels of the stem; stage i has width*2**i inner and 4x that output channels
@@ -110,43 +129,99 @@ class DeepLabV2(nn.Module):
         logits = F.interpolate(self.layer5(feats), size=x.shape[-2:], mode='bilinear', align_corners=True)
         return (logits, feats) if return_features else logits
 
-    def set_freeze_bn(self, freeze:bool=True):
-        "Freeze (eval mode, no gradient, statistics untouched) or unfreeze every BatchNorm."
-        self.freeze_bn = freeze
-        for m in batchnorms(self):
-            for p in m.parameters(): p.requires_grad_(not freeze)
-            m.train(self.training and not freeze)
-        return self
+# %% ../nbs/04_model.ipynb #491620a7
+class ConvBNReLU(nn.Sequential):
+    "Convolution (no bias), BatchNorm, ReLU."
+    def __init__(self, cin, cout, k=1, dilation=1):
+        super().__init__(nn.Conv2d(cin, cout, k, padding=dilation*(k//2), dilation=dilation, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
-    def train(self, mode:bool=True):
-        super().train(mode)
-        if self.freeze_bn:
-            for m in batchnorms(self): m.eval()
-        return self
+class ASPPv3(nn.Module):
+    "DeepLabv3's ASPP: 1x1, three dilated 3x3 convolutions and image pooling, concatenated and projected."
+    def __init__(self, cin:int, cout:int=256, rates=(6, 12, 18), dropout:float=0.1):
+        super().__init__()
+        self.convs = nn.ModuleList([ConvBNReLU(cin, cout, 1)] + [ConvBNReLU(cin, cout, 3, r) for r in rates])
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvBNReLU(cin, cout, 1))
+        self.project = nn.Sequential(ConvBNReLU(cout*(len(rates) + 2), cout, 1), nn.Dropout(dropout))
 
-# %% ../nbs/04_model.ipynb #f4c50d03
+    def forward(self, x):
+        pooled = F.interpolate(self.pool(x), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        return self.project(torch.cat([c(x) for c in self.convs] + [pooled], 1))
+
+class Decoder(nn.Module):
+    "The DeepLabv3+ decoder: stride-4 features reduced to `low` channels, joined with the upsampled ASPP output, refined."
+    def __init__(self, low_in:int=256, low:int=48, channels:int=256):
+        super().__init__()
+        self.reduce = ConvBNReLU(low_in, low, 1)
+        self.fuse = nn.Sequential(ConvBNReLU(channels + low, channels, 3), ConvBNReLU(channels, channels, 3))
+
+    def forward(self, low_feats, aspp_out):
+        up = F.interpolate(aspp_out, size=low_feats.shape[-2:], mode='bilinear', align_corners=False)
+        return self.fuse(torch.cat([up, self.reduce(low_feats)], 1))
+
+# %% ../nbs/04_model.ipynb #9164afea
+class DeepLabV3Plus(FreezableBN, nn.Module):
+    "DeepLabv3+ on torchvision's ResNet-50/101: dilated backbone, ASPP with image pooling, a stride-4 decoder."
+    head_prefixes = ('aspp.', 'decoder.', 'classifier.')
+    backbone_prefix = 'backbone.'  # a bare ResNet checkpoint (torchvision's) loads under this prefix
+    def __init__(self, num_classes:int, depth:int=101, # ResNet-50 or -101
+                 output_stride:int=16, # 16 (ASPP rates 6, 12, 18) or 8 (12, 24, 36)
+                 norm:str='imagenet', freeze_bn:bool=False):
+        super().__init__()
+        import torchvision
+        check_choice('depth', depth, (50, 101)); check_choice('output_stride', output_stride, (8, 16))
+        self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.config = dict(num_classes=num_classes, depth=depth, output_stride=output_stride, norm=norm)
+        self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
+        resnet = {50: torchvision.models.resnet50, 101: torchvision.models.resnet101}[depth]
+        self.backbone = resnet(weights=None, replace_stride_with_dilation=[False, output_stride == 8, True])
+        del self.backbone.fc, self.backbone.avgpool
+        self.aspp = ASPPv3(2048, 256, (6, 12, 18) if output_stride == 16 else (12, 24, 36))
+        self.decoder = Decoder(256, 48, 256)
+        self.classifier = nn.Conv2d(256, num_classes, 1)
+        for m in [*self.aspp.modules(), *self.decoder.modules(), self.classifier]:
+            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        if freeze_bn: self.set_freeze_bn(True)
+
+    def forward(self, x, return_features:bool=False):
+        "Logits (N, C, H, W) for images (N, 3, H, W) in [0, 1] (and the decoder's stride-4 features, if asked)."
+        b = self.backbone
+        low = b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(self.norm(x))))))
+        feats = self.decoder(low, self.aspp(b.layer4(b.layer3(b.layer2(low)))))
+        logits = F.interpolate(self.classifier(feats), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        return (logits, feats) if return_features else logits
+
+# %% ../nbs/04_model.ipynb #a69fddcc
+ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus}
 MODELS = {
-    'deeplabv2-r101': dict(layers=(3, 4, 23, 3), width=64, norm='caffe'),
-    'deeplabv2-r50': dict(layers=(3, 4, 6, 3), width=64, norm='imagenet'),
-    'deeplabv2-tiny': dict(layers=(1, 1, 1, 1), width=16, norm='imagenet'),
+    'deeplabv2-r101': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='caffe'),
+    'deeplabv2-r101-imagenet': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='imagenet'),
+    'deeplabv2-r50': dict(arch='deeplabv2', layers=(3, 4, 6, 3), width=64, norm='imagenet'),
+    'deeplabv2-tiny': dict(arch='deeplabv2', layers=(1, 1, 1, 1), width=16, norm='imagenet'),
+    'deeplabv3plus-r50': dict(arch='deeplabv3plus', depth=50),
+    'deeplabv3plus-r101': dict(arch='deeplabv3plus', depth=101),
 }
 
 def get_model(name:str, # a key of `MODELS`
-              num_classes:int, **kwargs) -> DeepLabV2: # keyword arguments override the named configuration
+              num_classes:int, **kwargs) -> nn.Module: # keyword arguments override the named configuration
     "A named model."
-    return DeepLabV2(num_classes, **{**MODELS[check_choice('model', name, list(MODELS))], **kwargs})
+    cfg = {**MODELS[check_choice('model', name, list(MODELS))], **kwargs}
+    return ARCHITECTURES[cfg.pop('arch')](num_classes, **cfg)
 
 def count_params(model:nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
-# %% ../nbs/04_model.ipynb #697006b9
-def param_groups(model:DeepLabV2, lr:float, classifier_mult:float=10.):
-    "SGD parameter groups: the backbone at `lr`, the classifier (`layer5`) at `classifier_mult * lr`."
-    head = {id(p) for p in model.layer5.parameters()}
-    back = [p for p in model.parameters() if p.requires_grad and id(p) not in head]
-    cls = [p for p in model.layer5.parameters() if p.requires_grad]
+# %% ../nbs/04_model.ipynb #30077a4d
+def is_head(model:nn.Module, key:str) -> bool:
+    "Whether parameter `key` belongs to the model's head (its `head_prefixes`)."
+    return key.startswith(tuple(getattr(model, 'head_prefixes', ('layer5.',))))
+
+def param_groups(model:nn.Module, lr:float, classifier_mult:float=10.):
+    "SGD parameter groups: the backbone at `lr`, the head (classifier) at `classifier_mult * lr`."
+    named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
+    back = [p for k, p in named if not is_head(model, k)]
+    cls = [p for k, p in named if is_head(model, k)]
     return [dict(params=back, lr=lr, lr_mult=1.), dict(params=cls, lr=lr*classifier_mult, lr_mult=classifier_mult)]
 
-# %% ../nbs/04_model.ipynb #e00f3554
+# %% ../nbs/04_model.ipynb #343de6cf
 PREFIXES = ('Scale.', 'module.')
 
 def read_state_dict(path) -> dict:
@@ -164,24 +239,34 @@ def read_state_dict(path) -> dict:
 def load_weights(model:nn.Module, # the model to fill
                  state, # a state dict or a path to one
                  min_backbone:float=1.0, # required fraction of backbone tensors matched
-                 head_prefix:str='layer5.') -> dict: # the classifier's key prefix
-    "Load matching tensors into `model`; return a report (matched, missing, unexpected, skipped, backbone_coverage)."
+                 ignore=('fc.',)) -> dict: # key prefixes of the checkpoint to leave out (an ImageNet classifier)
+    "Load matching tensors into `model`; return a report (matched, missing, unexpected, ignored, skipped, backbone_coverage, warnings)."
     src = read_state_dict(state) if not isinstance(state, dict) else state
     clean = {}
     for k, v in src.items():
         for p in PREFIXES:
             if k.startswith(p): k = k[len(p):]
         clean[k] = v
+    ignored = [k for k in clean if k.startswith(tuple(ignore))]
+    fc = clean.get('fc.weight')
+    clean = {k: v for k, v in clean.items() if k not in ignored}
     own = model.state_dict()
+    bp = getattr(model, 'backbone_prefix', '')
+    if bp and clean and not any(k.startswith(bp) for k in clean): clean = {bp + k: v for k, v in clean.items()}
     matched = [k for k in own if k in clean and clean[k].shape == own[k].shape]
     skipped = [k for k in own if k in clean and clean[k].shape != own[k].shape]
-    bad_backbone = [k for k in skipped if not k.startswith(head_prefix)]
+    bad_backbone = [k for k in skipped if not is_head(model, k)]
     if bad_backbone: raise ParameterError(f"weights do not fit the backbone: {bad_backbone[0]} is {tuple(clean[bad_backbone[0]].shape)}, model has {tuple(own[bad_backbone[0]].shape)}")
-    backbone = [k for k in own if not k.startswith(head_prefix) and not k.endswith('num_batches_tracked')]
+    backbone = [k for k in own if not is_head(model, k) and not k.endswith('num_batches_tracked')]
     cov = sum(k in matched for k in backbone)/max(1, len(backbone))
     if cov < min_backbone:
         miss = [k for k in backbone if k not in matched]
         raise ParameterError(f"weights cover {cov:.1%} of the backbone (need {min_backbone:.0%}); first missing: {miss[:3]}")
+    warns = []
+    if fc is not None and fc.shape[0] == 1000 and getattr(model, 'config', {}).get('norm') == 'caffe':
+        warns.append("the weights come with a 1000-class ImageNet classifier (torchvision's layout), which expects norm='imagenet', "
+                     "but the model normalises its input the Caffe way: use deeplabv2-r101-imagenet, or build it with norm='imagenet'")
+    for w in warns: warnings.warn(w)
     model.load_state_dict({k: clean[k] for k in matched}, strict=False)
     return dict(matched=matched, missing=[k for k in own if k not in matched], unexpected=[k for k in clean if k not in own],
-                skipped=skipped, backbone_coverage=cov)
+                ignored=ignored, skipped=skipped, backbone_coverage=cov, warnings=warns)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import base64, html, io, itertools, json, logging, os, re, sys, time, traceback
 from dataclasses import asdict, fields
 from pathlib import Path
-from .config import ParameterError, load_settings, ensure_dir, atomic_write
+from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
 from .experiment import ExperimentParams, validate
+from .datasets import DATASETS
 
 # %% auto #0
-__all__ = ['DEMO', 'templates_dir', 'template_path', 'notebook_to_html', 'execute_notebook', 'record_for', 'read_index',
-           'update_index', 'write_index_html', 'expand_grid', 'run_name', 'run_sweep', 'demo_runs', 'demo', 'pretrain']
+__all__ = ['DEMO', 'STATS_REPORTS', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
+           'execute_notebook', 'record_for', 'read_index', 'update_index', 'write_index_html', 'expand_grid',
+           'run_name', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -29,12 +31,30 @@ def templates_dir() -> Path:
     raise ParameterError(f"cannot find the experiment templates (looked in {', '.join(map(str, cands))})")
 
 def template_path(name:str) -> Path:
-    "A template by name ('experiment', 'pretrain', ...) or path."
+    "A template by name ('experiment', 'pretrain', 'dataset_stats', ...) or path."
     p = Path(name)
     if p.suffix == '.ipynb' and p.is_file(): return p
     d = templates_dir(); p = d/f'{name}.ipynb'
     if not p.is_file(): raise ParameterError(f"template={name!r} is not one of: {', '.join(sorted(x.stem for x in d.glob('*.ipynb')))}")
     return p
+
+def template_parameters(name:str) -> dict:
+    "The papermill parameters of a template, with their defaults."
+    import papermill as pm
+    return {k: v['default'] for k, v in pm.inspect_notebook(str(template_path(name))).items()}
+
+def check_params(template:str, params:dict) -> dict:
+    "Check a run's parameters before it runs: all of them for experiments (`validate`), names and datasets for the other templates."
+    if template == 'experiment':
+        validate(ExperimentParams.from_dict({k: v for k, v in params.items() if k != 'compare_with'}))
+        return params
+    known = template_parameters(template)
+    bad = [k for k in params if k not in known and k not in ('out_dir', 'compare_with')]
+    if bad: raise ParameterError(f"unknown parameter {bad[0]!r} of template {template!r}; parameters: {', '.join(sorted(known))}")
+    if template == 'dataset_stats':
+        for k in ('dataset', 'compare'):
+            if params.get(k): check_choice(k, params[k], list(DATASETS))
+    return params
 
 # %% ../nbs/09_runner.ipynb #4a10e007
 _EMPTY_SCRIPT = re.compile(r'<script src="">\s*</script>\n?')
@@ -125,7 +145,21 @@ def _baseline_of(r:dict, rs:list):
     for b in rs:
         if b is not r and b['status'] == 'ok' and b['params'].get('method') == 'supervised' and same(r, b): return b
 
+def _plain_sweep_html(sweep:str, rs:list) -> str:
+    "A sweep of non-experiment templates (dataset statistics, ...): run, template, parameters, status."
+    e = html.escape
+    rows = []
+    for r in rs:
+        link = f"<a href='{e(r['report'])}'>{e(r['run'])}</a>" if r.get('report') else e(r['run'])
+        params = ', '.join(f'{k}={v}' for k, v in r['params'].items() if k != 'compare_with')
+        status = e(r['status']) if r['status'] != 'failed' else f"failed: {e(r.get('error') or '')}"
+        rows.append(f"<tr><td>{link}</td><td>{e(r['template'])}</td><td>{e(params)}</td><td class='{r['status']}'>{status}</td>"
+                    f"<td class='num'>{_fmt(r.get('seconds'), 0)}</td></tr>")
+    return '\n'.join([f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>", "<table><tr><th>run</th><th>template</th><th>parameters</th>"
+                      "<th>status</th><th>seconds</th></tr>", *rows, "</table>"])
+
 def _sweep_html(sweep:str, rs:list) -> str:
+    if not any(r['template'] == 'experiment' for r in rs): return _plain_sweep_html(sweep, rs)
     e = html.escape
     rows = []
     for r in rs:
@@ -211,7 +245,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     for r in runs:
         r = dict(r); name = r.pop('run', None) or run_name(r); tpl = r.pop('template', template)
         r['out_dir'] = str(ensure_dir(r['out_dir'], 'out_dir') if r.get('out_dir') else runs_dir/name)
-        if tpl == 'experiment': validate(ExperimentParams.from_dict({k: v for k, v in r.items() if k != 'compare_with'}))
+        check_params(tpl, r)
         plan.append((name, tpl, r))
     names = [n for n, _, _ in plan]
     if len(set(names)) != len(names): raise ParameterError(f"sweep {sweep!r} has two runs named {next(n for n in names if names.count(n) > 1)!r}; give them 'run' names")
@@ -265,3 +299,25 @@ def pretrain(force:bool=False, **params) -> Path:
     rec = run_sweep('pretrain', [dict(params, run='synthstreets-sim', template='pretrain')], settings=s, force=force)[0]
     if rec['status'] != 'ok': raise ParameterError(f"pretraining failed: {rec['error']}")
     return Path(s.reports_dir)/rec['report']
+
+# %% ../nbs/09_runner.ipynb #8faf7ca3
+STATS_REPORTS = [
+    dict(run='synthstreets-sim-vs-real', dataset='synthstreets', style='sim', compare='synthstreets', compare_style='real'),
+    dict(run='camvid-train', dataset='camvid'),
+    dict(run='camvid-train-vs-val', dataset='camvid', compare='camvid', compare_split='val'),
+]
+
+def stats_name(params:dict) -> str:
+    "A report name from the datasets it shows."
+    part = lambda d, sp, st: '-'.join(x for x in (d, sp, st if d == 'synthstreets' else '') if x)
+    name = part(params.get('dataset', 'camvid'), params.get('split', ''), params.get('style', 'real'))
+    if params.get('compare'): name += '-vs-' + part(params['compare'], params.get('compare_split', ''), params.get('compare_style', 'sim'))
+    return re.sub(r'[^A-Za-z0-9_.+-]', '-', name)
+
+def dataset_stats(runs:list|None=None, # one dict of `dataset_stats` parameters per report; default `STATS_REPORTS`
+                  force:bool=False, settings=None) -> Path:
+    "Make dataset-statistics reports (sweep 'dataset-stats'); returns the path of `reports/index.html`."
+    s = settings or load_settings()
+    runs = [dict(r, run=r.get('run') or stats_name(r)) for r in (runs or STATS_REPORTS)]
+    run_sweep('dataset-stats', runs, template='dataset_stats', settings=s, force=force)
+    return Path(s.reports_dir)/'index.html'

@@ -10,13 +10,13 @@ import math
 import numpy as np
 import torch
 import matplotlib.pyplot as plt
-from matplotlib.patches import Patch
+from matplotlib.patches import Patch, Rectangle
 from .data import IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'overlay', 'legend_handles', 'show_grid', 'rolling_mean',
            'plot_confidence', 'plot_history', 'plot_class_iou', 'plot_confusion', 'confidence_panels',
-           'class_statistics', 'plot_class_frequencies', 'plot_spatial']
+           'class_statistics', 'plot_class_frequencies', 'plot_spatial', 'align_classes', 'plot_spatial_compare']
 
 # %% ../nbs/07_viz.ipynb #403cf620
 def to_numpy(x):
@@ -166,15 +166,51 @@ def plot_class_frequencies(stats:dict, # name -> `class_statistics` result
     if title: ax.set_title(title, fontsize=10)
     return ax
 
+def _frame(ax, extents):
+    "Hide ticks and outline each (x0, x1) horizontal extent of an image in grey, so white maps keep their edges."
+    ax.set_xticks([]); ax.set_yticks([])
+    for sp in ax.spines.values(): sp.set_visible(False)
+    h = ax.get_images()[0].get_array().shape[0]
+    for x0, x1 in extents: ax.add_patch(Rectangle((x0 - 0.5, -0.5), x1 - x0, h, fill=False, edgecolor='#aaa', lw=0.8))
+
 def plot_spatial(stats:dict, classes, ncols:int=6, title:str|None=None, cmap='Greys'):
     "Thesis Figs. 5.1-5.4: where each class appears (darker: more often), one panel per class."
     sp = stats['spatial']; nr = math.ceil(len(classes)/ncols)
     h, w = sp.shape[1:]
-    fig, axs = plt.subplots(nr, ncols, figsize=(2.2*ncols, 2.2*ncols*0 + 2.2*h/w*nr + 0.5), squeeze=False)
+    fig, axs = plt.subplots(nr, ncols, figsize=(2.2*ncols, (2.2*h/w + 0.35)*nr + 0.5), squeeze=False)
     for i, ax in enumerate(axs.flat):
         ax.axis('off')
         if i < len(classes):
-            ax.imshow(sp[i], cmap=cmap, vmin=0, vmax=max(sp[i].max(), 1e-6), interpolation='bilinear'); ax.set_title(classes[i], fontsize=8)
+            ax.axis('on'); ax.imshow(sp[i], cmap=cmap, vmin=0, vmax=max(sp[i].max(), 1e-6), interpolation='bilinear')
+            _frame(ax, [(0, w)]); ax.set_title(classes[i], fontsize=8)
     if title: fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/07_viz.ipynb #d8ba1b19
+def align_classes(stats:dict, # a `class_statistics` result
+                  classes, to_classes) -> dict:
+    "`stats` of a dataset with `classes`, re-indexed to the class names `to_classes` (absent ones zero)."
+    idx = {c: i for i, c in enumerate(classes)}
+    take = lambda a: np.stack([a[idx[c]] if c in idx else np.zeros_like(a[0]) for c in to_classes])
+    counts = take(stats['counts'])
+    return dict(stats, counts=counts, frequency=counts/max(counts.sum(), 1), spatial=take(stats['spatial']))
+
+def plot_spatial_compare(stats:dict, # two entries: name -> `class_statistics` result (the same classes)
+                         classes, ncols:int=4, title:str|None=None, cmap='Greys'):
+    "Per class, the spatial distributions of two datasets side by side (left: the first), on one scale per class."
+    (na, a), (nb, b) = list(stats.items())
+    h, w = a['spatial'].shape[1:]
+    g = max(1, w//16); nr = math.ceil(len(classes)/ncols)
+    fig, axs = plt.subplots(nr, ncols, figsize=(4.4*ncols, (4.4*h/(2*w + g) + 0.35)*nr + 0.6), squeeze=False)
+    cm = plt.get_cmap(cmap).copy(); cm.set_bad('white')
+    for i, ax in enumerate(axs.flat):
+        ax.axis('off')
+        if i >= len(classes): continue
+        ax.axis('on')
+        ax.imshow(np.concatenate([a['spatial'][i], np.full((h, g), np.nan), b['spatial'][i]], 1), cmap=cm, vmin=0,
+                  vmax=max(a['spatial'][i].max(), b['spatial'][i].max(), 1e-6), interpolation='nearest')
+        _frame(ax, [(0, w), (w + g, 2*w + g)]); ax.set_title(classes[i], fontsize=8)
+    fig.suptitle(title or f'where each class appears: {na} (left) and {nb} (right)', fontsize=10)
     fig.tight_layout()
     return fig

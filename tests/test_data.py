@@ -5,7 +5,8 @@ import torch
 from PIL import Image
 from classmix_lab.config import ParameterError
 from classmix_lab.data import (DatasetError, LabelMap, SegDataset, IGNORE_INDEX, _pairs, labeled_split, save_split,
-                               load_split, load_tensors, TensorBatches, get_dataset, labeled_count)
+                               load_split, load_tensors, TensorBatches, labeled_count)
+from classmix_lab.datasets import get_dataset
 from classmix_lab.synthstreets import save_label_png, CLASSES, PALETTE
 
 

@@ -85,3 +85,41 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     res = run_experiment(p, progress=None).metrics
     assert res['miou'] == ref['miou'] and res['teacher_miou'] == ref['teacher_miou'] and res['iou'] == ref['iou']
     assert res['confident'] == ref['confident']
+
+
+def _real_dataset_params(tmp_path, **kw):
+    return ExperimentParams(**{'model': 'deeplabv2-tiny', 'init': 'none', 'iterations': 3, 'batch_size': 2, 'batch_size_u': 2,
+                               'log_every': 1, 'workers': 2, 'out_dir': str(tmp_path/'run'), **kw})
+
+
+def test_experiment_on_a_dataset_streamed_from_disk(tmp_path, monkeypatch):
+    "VOC (its layout, from the settings' voc_root): the training transform with a crop, batches from worker processes, full-size evaluation."
+    import dataset_trees as trees
+    monkeypatch.setenv('CLASSMIX_LAB_VOC_ROOT', str(trees.voc(tmp_path/'VOC2012')))
+    exp = run_experiment(_real_dataset_params(tmp_path, dataset='voc', labeled='2', method='classmix', crop='32', checkpoint_every=3), progress=None)
+    m = exp.metrics
+    assert (m['n_labeled'], m['n_unlabeled'], m['n_val'], len(m['classes'])) == (2, 2, 2, 21) and 0 <= m['miou'] <= 100
+    assert len(m['confident']) == 3 and exp.val_images.shape[:2] == (2, 3) and exp.val_images.shape[-2:] == exp.val_labels.shape[-2:]
+    ck = torch.load(tmp_path/'run'/'checkpoint.pt', weights_only=True)
+    assert ck['labeled'] == dict(seed=0, consumed=6) and ck['unlabeled'] == dict(seed=1, consumed=6)   # the streams resume from here
+    with pytest.raises(ParameterError, match="crop='huge' is not a size"):
+        validate(_real_dataset_params(tmp_path, dataset='voc', crop='huge'))
+
+
+def test_a_split_file_is_the_labeled_set(tmp_path, monkeypatch):
+    import dataset_trees as trees
+    from classmix_lab.data import save_split
+    monkeypatch.setenv('CLASSMIX_LAB_CAMVID_ROOT', str(trees.camvid(tmp_path/'camvid', splits={'train': 6, 'val': 2})))
+    split = save_split(tmp_path/'two.txt', ['train/0001TP_006750.png', 'train/0001TP_006690.png'])
+    m = run_experiment(_real_dataset_params(tmp_path, dataset='camvid', labeled=str(split), method='classmix', iterations=2), progress=None).metrics
+    assert (m['n_labeled'], m['n_unlabeled']) == (2, 4)
+    assert load_split(tmp_path/'run'/'labeled.txt') == ['train/0001TP_006750.png', 'train/0001TP_006690.png']
+    save_split(tmp_path/'bad.txt', ['train/0001TP_999999.png'])
+    with pytest.raises(ParameterError, match=r"bad\.txt': 1 of its 1 names are not in camvid's training split, e.g. 'train/0001TP_999999.png'"):
+        validate(_real_dataset_params(tmp_path, dataset='camvid', labeled=str(tmp_path/'bad.txt')))
+
+
+@pytest.mark.skipif(not (Path(__file__).parent.parent.parent/'shared'/'data'/'camvid').is_dir(), reason='the real CamVid is not present')
+def test_committed_camvid_split_validates_against_the_real_data(tmp_path):
+    p = validate(_real_dataset_params(tmp_path, dataset='camvid', labeled='splits/camvid/30_seed3.txt', method='classmix'))
+    assert p.labeled == 'splits/camvid/30_seed3.txt'

@@ -78,3 +78,68 @@ def test_partial_checkpoints_are_refused(tmp_path):
         read_state_dict(tmp_path/'bad.pt')
     with pytest.raises(ParameterError, match="weights file .*nope.pt' does not exist"):
         read_state_dict(tmp_path/'nope.pt')
+
+
+def test_resnet101_key_names_are_the_originals(r101):
+    "Every state-dict key: the backbone's are torchvision ResNet-101's (the Caffe model's names), the ASPP's layer5.conv2d_list.{0-3}."
+    import torchvision
+    keys = list(r101.state_dict())
+    tv = [k for k in torchvision.models.resnet101(weights=None).state_dict() if not k.startswith('fc.')]
+    assert [k for k in keys if not k.startswith('layer5.')] == tv
+    assert [k for k in keys if k.startswith('layer5.')] == [f'layer5.conv2d_list.{i}.{p}' for i in range(4) for p in ('weight', 'bias')]
+    assert count_params(r101) == 43_901_068
+    assert len(keys) == 632 and sum(k.endswith('num_batches_tracked') for k in keys) == 104
+
+
+def test_loads_checkpoint_without_prefix(tmp_path, r101):
+    src = get_model('deeplabv2-r101', 19).state_dict()
+    torch.save(src, tmp_path/'plain.pth')
+    rep = load_weights(r101, tmp_path/'plain.pth')
+    assert rep['backbone_coverage'] == 1.0 and not rep['skipped'] and not rep['missing'] and not rep['unexpected']
+    assert all(torch.equal(v, src[k]) for k, v in r101.state_dict().items())
+
+
+def test_loads_torchvision_imagenet_resnet101(tmp_path):
+    "torchvision's resnet101 checkpoint (its real key names, fc included) fills the whole backbone; fc.* is ignored."
+    import torchvision
+    tv = torchvision.models.resnet101(weights=None).state_dict()
+    torch.save(tv, tmp_path/'resnet101.pth')
+    m = get_model('deeplabv2-r101-imagenet', 19)
+    rep = load_weights(m, tmp_path/'resnet101.pth')
+    assert rep['backbone_coverage'] == 1.0 and rep['ignored'] == ['fc.weight', 'fc.bias'] and not rep['unexpected']
+    assert sorted(rep['missing']) == sorted(k for k in m.state_dict() if k.startswith('layer5.')) and not rep['warnings']
+    assert torch.equal(m.layer3[22].conv3.weight, tv['layer3.22.conv3.weight']) and torch.equal(m.bn1.running_var, tv['bn1.running_var'])
+    with pytest.warns(UserWarning, match="expects norm='imagenet'"):   # the Caffe-normalised default of deeplabv2-r101
+        assert load_weights(get_model('deeplabv2-r101', 19), tv)['warnings']
+    v3 = get_model('deeplabv3plus-r101', 19)
+    rep = load_weights(v3, tmp_path/'resnet101.pth')
+    assert rep['backbone_coverage'] == 1.0 and all(k.startswith(('aspp.', 'decoder.', 'classifier.')) for k in rep['missing'])
+    assert torch.equal(v3.backbone.layer3[22].conv3.weight, tv['layer3.22.conv3.weight'])
+
+
+@pytest.mark.parametrize('name', ['deeplabv2-tiny', 'deeplabv3plus-r50'])
+def test_model_contract(name):
+    "Every registered architecture: logits at the input size, features, a backward pass, a 10x head, frozen BN for real."
+    m = get_model(name, 7).train()
+    x = torch.rand(2, 3, 65, 97)
+    logits, feats = m(x, return_features=True)
+    assert logits.shape == (2, 7, 65, 97) and feats.ndim == 4
+    logits.mean().backward()
+    assert all(p.grad is not None for p in m.parameters())
+    back, head = param_groups(m, 0.01)
+    assert head['lr'] == 0.1 and len(back['params']) + len(head['params']) == len(list(m.parameters()))
+    f = get_model(name, 7, freeze_bn=True).train()
+    stats = {k: v.clone() for k, v in f.state_dict().items() if 'running' in k}
+    f(x).sum().backward()
+    assert all(torch.equal(v, f.state_dict()[k]) for k, v in stats.items())
+
+
+def test_deeplabv3plus_structure():
+    m = get_model('deeplabv3plus-r101', 21)
+    assert round(count_params(m)/1e6, 1) == 59.3
+    assert [len(getattr(m.backbone, f'layer{i}')) for i in range(1, 5)] == [3, 4, 23, 3]
+    assert [c[0].dilation[0] for c in m.aspp.convs[1:]] == [6, 12, 18] and m.backbone.layer4[0].conv2.stride == (1, 1)
+    m8 = get_model('deeplabv3plus-r50', 21, output_stride=8)
+    assert [c[0].dilation[0] for c in m8.aspp.convs[1:]] == [12, 24, 36] and m8.backbone.layer3[0].conv2.stride == (1, 1)
+    with pytest.raises(ParameterError, match='output_stride=32 is not one of: 8, 16'):
+        get_model('deeplabv3plus-r50', 21, output_stride=32)

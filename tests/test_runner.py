@@ -115,3 +115,27 @@ def test_reports_show_their_figures_in_headless_chromium(sweep, tmp_path):
         browser.close()
     assert not blocked, f'reports tried to fetch {blocked}'
     assert (tmp_path/'classmix.png').stat().st_size > 20_000
+
+
+def test_dataset_statistics_report(tmp_path, monkeypatch):
+    "The dataset_stats template on a CamVid-layout tree: two splits side by side, figures embedded, listed in the index, not re-run."
+    import dataset_trees as trees
+    from classmix_lab.runner import dataset_stats
+    monkeypatch.setenv('CLASSMIX_LAB_CAMVID_ROOT', str(trees.camvid(tmp_path/'camvid', size=(36, 48))))
+    index = dataset_stats([dict(dataset='camvid', compare='camvid', compare_split='val', grid_height=12, workers=1)])
+    d = load_settings().reports_dir
+    rec = [r for r in read_index(d) if r['sweep'] == 'dataset-stats'][0]
+    assert rec['run'] == 'camvid-vs-camvid-val' and rec['status'] == 'ok' and rec['template'] == 'dataset_stats'
+    html = (d/rec['report']).read_text()
+    assert html.count('data:image/png;base64,') >= 4 and 'camvid train' in html and 'camvid val' in html
+    m = json.loads((d/rec['run_dir']/'metrics.json').read_text())
+    freq = m['datasets']['camvid train']['frequency']
+    assert set(freq) == {'sky', 'building', 'pole', 'road', 'pavement', 'tree', 'sign symbol', 'fence', 'car', 'pedestrian', 'bicyclist'}
+    assert abs(sum(freq.values()) - 1) < 1e-9 and m['datasets']['camvid train']['images'] == 4
+    assert 'camvid-vs-camvid-val' in index.read_text()
+    mtime = (d/rec['report']).stat().st_mtime_ns
+    again = run_sweep('dataset-stats', [dict(run='camvid-vs-camvid-val', dataset='camvid', compare='camvid', compare_split='val',
+                                            grid_height=12, workers=1)], template='dataset_stats', stream=False)
+    assert again[0]['status'] == 'ok' and (d/rec['report']).stat().st_mtime_ns == mtime   # finished: not executed again
+    with pytest.raises(ParameterError, match="unknown parameter 'colour' of template 'dataset_stats'"):
+        dataset_stats([dict(dataset='camvid', colour='red')])

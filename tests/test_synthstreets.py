@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from classmix_lab import synthstreets as ss
-from classmix_lab.data import get_dataset, SynthStreets
+from classmix_lab.datasets import get_dataset, SynthStreets
 from classmix_lab.viz import class_statistics
 
 
@@ -62,19 +62,22 @@ def test_styles_differ_in_class_frequencies(stats):
 
 
 def test_real_style_colour_does_not_identify_a_class():
-    "Per-image appearance: a class's mean colour varies a lot between real images (far less in sim), and class colours overlap."
-    def class_means(style, cls):
-        out = []
-        for i in range(40):
-            img, lab = ss.render_scene(1, i, style, 48, 96)
-            m = lab == ss.CLASSES.index(cls)
-            if m.sum() > 20: out.append(img[m].mean(0))
-        return np.array(out)
-    for cls in ('road', 'sidewalk', 'building', 'vegetation', 'sky'):   # measured ratios 2.0-2.9
-        assert class_means('real', cls).std(0).mean() > 1.5*class_means('sim', cls).std(0).mean()
-    # the range of building colours covers the typical road colour
-    b, r = class_means('real', 'building'), class_means('real', 'road').mean(0)
-    assert (np.abs(b - r).max(1) < 25).any()
+    """A nearest-class-colour classifier fitted on some real images is worse on others than always answering the most frequent
+    class (measured 18% vs 26% of pixels), though within one image colour separates classes well (measured 51%)."""
+    def pixels(idx):
+        out = [ss.render_scene(5, i, 'real', 48, 96) for i in idx]
+        return [img.reshape(-1, 3).astype(float) for img, _ in out], [lab.ravel() for _, lab in out]
+    def centroids(X, Y):
+        X, Y = np.concatenate(X), np.concatenate(Y)
+        return np.array([X[Y == c].mean(0) if (Y == c).any() else np.full(3, 1e9) for c in range(len(ss.CLASSES))])
+    def accuracy(C, X, Y):
+        X, Y = np.concatenate(X), np.concatenate(Y)
+        return (np.argmin(((X[:, None] - C[None])**2).sum(-1), 1) == Y).mean()
+    Xa, Ya = pixels(range(30)); Xb, Yb = pixels(range(30, 60))
+    across = accuracy(centroids(Xa, Ya), Xb, Yb)
+    within = np.mean([accuracy(centroids([x], [y]), [x], [y]) for x, y in zip(Xb, Yb)])
+    majority = np.bincount(np.concatenate(Yb)).max()/len(np.concatenate(Yb))
+    assert across < majority and across < within/2
 
 
 def test_generated_dataset_on_disk(tmp_path):
