@@ -115,3 +115,15 @@ def test_reports_show_their_figures_in_headless_chromium(sweep, tmp_path):
         browser.close()
     assert not blocked, f'reports tried to fetch {blocked}'
     assert (tmp_path/'classmix.png').stat().st_size > 20_000
+
+
+def test_mask_gallery_report_is_linked_from_the_index(tmp_path):
+    "The gallery template runs through the runner; its report embeds its figures and the index links it."
+    run = dict(run='synthstreets', dataset='synthstreets', height=48, width=96, n_train=8, n_val=6, fig_sigmas=[4, 16])
+    rec = run_sweep('masks', [run], template='mask_gallery', stream=False)[0]
+    assert rec['status'] == 'ok', rec['error']
+    reports = load_settings().reports_dir
+    page = (reports/'masks'/'synthstreets.html').read_text()
+    assert page.count('data:image/png;base64,') >= 6 and 'mask border on a label border' in page
+    index = (reports/'index.html').read_text()
+    assert "href='masks/synthstreets.html'" in index and 'mask_gallery' in index and 'n_val=6' in index
