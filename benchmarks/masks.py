@@ -115,15 +115,16 @@ def measure(device, args, labels, num_classes) -> dict:
                   'per_sample': lambda: classmix_loop(lab, num_classes, g)}, device, args.repeats)
     res['classmix'] = dict(cm, speedup=round(cm['per_sample']['median_ms']/cm['batched']['median_ms'], 2))
     rng = np.random.default_rng(0)
-    sig = tuple(args.sigma)
-    fullres = lambda: proportion_threshold(gaussian_blur(torch.randn(B, H, W, generator=g, device=dev), draw_sigmas(sig, B, g, dev), max_sigma=sig[1]), 0.5)
-    fns = {'batched': lambda: cow_masks((B, H, W), g, 0.5, sig, dev), 'batched_full_resolution': fullres}
-    if dev.type == 'cpu': fns['per_sample_listing1'] = lambda: cowmix_listing1(B, H, W, sig, 0.5, rng)
-    cw = compare(fns, device, args.repeats)
-    if dev.type == 'cpu':
-        ref = cw['per_sample_listing1']['median_ms']
-        cw.update(speedup=round(ref/cw['batched']['median_ms'], 2), full_resolution_speedup=round(ref/cw['batched_full_resolution']['median_ms'], 2))
-    res['cowmix'] = dict(cw, sigma=list(sig), lattice_stride=lattice_stride(sig[0]))
+    for key, sig in (('cowmix', tuple(args.sigma)), ('cowmix_sigma_4_16', (4., 16.))):   # the headline range, and CamVid's
+        if key != 'cowmix' and sig == tuple(args.sigma): continue
+        fullres = lambda: proportion_threshold(gaussian_blur(torch.randn(B, H, W, generator=g, device=dev), draw_sigmas(sig, B, g, dev), max_sigma=sig[1]), 0.5)
+        fns = {'batched': lambda: cow_masks((B, H, W), g, 0.5, sig, dev), 'batched_full_resolution': fullres}
+        if dev.type == 'cpu': fns['per_sample_listing1'] = lambda: cowmix_listing1(B, H, W, sig, 0.5, rng)
+        cw = compare(fns, device, args.repeats)
+        if dev.type == 'cpu':
+            ref = cw['per_sample_listing1']['median_ms']
+            cw.update(speedup=round(ref/cw['batched']['median_ms'], 2), full_resolution_speedup=round(ref/cw['batched_full_resolution']['median_ms'], 2))
+        res[key] = dict(cw, sigma=list(sig), lattice_stride=lattice_stride(sig[0]))
     gc = torch.Generator().manual_seed(0)
     cut = compare({'batched': lambda: box_masks((B, H, W), g, 0.5, dev), 'per_sample': lambda: cutmix_loop(B, H, W, 0.5, gc)}, device, args.repeats)
     res['cutmix'] = dict(cut, speedup=round(cut['per_sample']['median_ms']/cut['batched']['median_ms'], 2))
@@ -154,11 +155,15 @@ def main(argv=None):
     out['cpu'] = cpu
     out['classmix_speedup'], out['cowmix_speedup'] = cpu['classmix']['speedup'], cpu['cowmix']['speedup']
     out['gpu'] = None
+    out['notes'] = [f"torch ran with {torch.get_num_threads()} thread(s); the per-sample references are single-threaded NumPy/scipy/torch",
+                    "cowmix 'batched' is the lab's generator (noise on a coarse lattice, exact in distribution); "
+                    "'batched_full_resolution' smooths full-resolution noise with the batched scipy-equivalent filter"]
     step_dev = args.step_device or ('cuda' if torch.cuda.is_available() else None)
     if torch.cuda.is_available():
         gpu = measure('cuda', args, labels, C)
         gpu['device_name'] = torch.cuda.get_device_name()
         out['gpu'] = gpu
+    else: out['notes'].append('no CUDA device on this machine: "gpu" is null')
     if step_dev is not None:
         h, w = args.step_size
         step = ssl_step_ms(args.step_model, step_dev, args.step_batch, h, w)
@@ -169,6 +174,7 @@ def main(argv=None):
         out['ssl_step'] = dict(device=step_dev, model=args.step_model, batch=args.step_batch, size=[h, w], step_ms=round(step, 2),
                                mask_ms={k: v['median_ms'] for k, v in mk.items()},
                                mask_fraction={k: round(v['median_ms']/step, 5) for k, v in mk.items()})
+    if 'ssl_step' not in out: out['notes'].append('mask cost as a fraction of a DeepLabv2-ResNet101 SSL step: measured on a GPU (or with --step-device); not measured here')
     out['machine']['loadavg_after'] = [round(x, 2) for x in os.getloadavg()]
     out['date'] = time.strftime('%Y-%m-%d %H:%M:%S')
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -176,6 +182,9 @@ def main(argv=None):
     print(f"ClassMix: batched {cpu['classmix']['batched']['median_ms']} ms, per-sample {cpu['classmix']['per_sample']['median_ms']} ms: {out['classmix_speedup']}x")
     print(f"CowMix:   batched {cpu['cowmix']['batched']['median_ms']} ms (full resolution {cpu['cowmix']['batched_full_resolution']['median_ms']} ms), "
           f"Listing 1 per sample {cpu['cowmix']['per_sample_listing1']['median_ms']} ms: {out['cowmix_speedup']}x")
+    if 'cowmix_sigma_4_16' in cpu:
+        c2 = cpu['cowmix_sigma_4_16']
+        print(f"CowMix, sigma (4, 16): batched {c2['batched']['median_ms']} ms, Listing 1 per sample {c2['per_sample_listing1']['median_ms']} ms: {c2['speedup']}x")
     print(f"CutMix:   batched {cpu['cutmix']['batched']['median_ms']} ms, per-sample {cpu['cutmix']['per_sample']['median_ms']} ms: {cpu['cutmix']['speedup']}x")
     if out['gpu'] is None: print('no GPU: "gpu" is null')
     if 'ssl_step' in out: print(f"SSL step ({args.step_model}, {step_dev}): {out['ssl_step']['step_ms']} ms; masks {out['ssl_step']['mask_fraction']}")

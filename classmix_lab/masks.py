@@ -99,12 +99,28 @@ def _ceil_prop(p:float, n:torch.Tensor) -> torch.Tensor:
     "ceil(p * n), robust to floating point (0.3 * 10 is 3, not 4)."
     return torch.ceil(n.double()*p - 1e-9).long()
 
+def _fold(lab:torch.Tensor, T:int) -> torch.Tensor:
+    "Label values as table indices in 0..T-1; values outside 0..T-1 go to bin T-1 (-1 & (T-1) is T-1)."
+    if lab.dtype == torch.uint8 and T == 256: return lab.long()
+    return lab.long().clamp(-1, T - 1).bitwise_and_(T - 1)
+
+def _presence(idx:torch.Tensor, T:int) -> torch.Tensor:
+    "(B, T) bool: which bins occur in each row of `idx`."
+    if idx.device.type == 'cpu':   # counting is the faster scatter on a CPU; on a GPU, plain stores beat contended atomics
+        return torch.zeros(idx.shape[0], T, dtype=torch.int32).scatter_add_(1, idx, idx.new_ones((), dtype=torch.int32).expand_as(idx)) > 0
+    return torch.zeros(idx.shape[0], T, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
+
 def _bins(labels:torch.Tensor, num_classes:int) -> tuple:
-    "Label values as table indices (B, H*W) and the table size; values outside 0..num_classes-1 map to unused bins."
+    "Table indices (B, H*W) of the label values, the table size T and the (B, T) presence table."
     T = max(256, 1 << int(num_classes).bit_length())
     lab = labels.flatten(1)
-    if lab.dtype == torch.uint8 and T == 256: return lab.long(), T
-    return lab.long().clamp(-1, T - 1).bitwise_and_(T - 1), T   # -1 & (T - 1) is the last bin
+    if lab.device.type == 'cpu' and lab.dtype == torch.int64:
+        # labels already inside the table need no folding (a pass and a large allocation saved); the CPU's index
+        # checks reject any that are not, and those are folded
+        try: return lab, T, _presence(lab, T)
+        except RuntimeError: pass
+    idx = _fold(lab, T)
+    return idx, T, _presence(idx, T)
 
 def classmix_masks(labels:torch.Tensor, # (B, H, W) integer labels or pseudo-labels
                    num_classes:int, # classes are 0..num_classes-1; other values (the ignore index) never count
@@ -117,10 +133,8 @@ def classmix_masks(labels:torch.Tensor, # (B, H, W) integer labels or pseudo-lab
     if int(num_classes) < 1: raise ParameterError(f"num_classes={num_classes} must be at least 1")
     _check_generator(generator, labels.device)
     B, C, dev = labels.shape[0], int(num_classes), labels.device
-    idx, T = _bins(labels, C)
-    if dev.type == 'cpu':   # counting is the faster scatter on a CPU; on a GPU, plain stores beat contended atomics
-        present = torch.zeros(B, T, dtype=torch.int32, device=dev).scatter_add_(1, idx, idx.new_ones((), dtype=torch.int32).expand_as(idx))[:, :C] > 0
-    else: present = torch.zeros(B, T, dtype=torch.bool, device=dev).scatter_(1, idx, True)[:, :C]
+    idx, T, present = _bins(labels, C)
+    present = present[:, :C]
     if classes is not None:
         if classes.shape not in ((C,), (B, C)): raise ParameterError(f"classes must be a ({C},) or ({B}, {C}) bool tensor, got {tuple(classes.shape)}")
         present = present & classes.to(dev, torch.bool)
