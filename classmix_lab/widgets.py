@@ -156,7 +156,7 @@ class MaskExplorer:
                  checkpoint=None, # a run folder, model.pt / checkpoint.pt, a state dict file or a name in `PRETRAINED`
                  dataset_kwargs:dict|None=None, # per dataset, keyword arguments of `get_dataset` (e.g. a SynthStreets size)
                  model:str|None=None, # the checkpoint's model, when it cannot be read or found
-                 device='cpu', split:str='train', kind:str='classmix', index_a:int=0, index_b:int=1, seed:int=0):
+                 device='cpu', split:str='train', kind:str='classmix', index_a:int=0, index_b:int|None=None, seed:int=0): # index_b default: the middle of the split
         import ipywidgets as W
         self.names = [check_choice('dataset', d, list(DATASETS)) for d in (datasets or list(DATASETS))]
         self.dataset_kwargs, self.checkpoint, self.model_name = dict(dataset_kwargs or {}), checkpoint, model
@@ -165,8 +165,12 @@ class MaskExplorer:
         lay = lambda: W.Layout(width='330px'); st = dict(description_width='90px')     # one Layout each: they are shown and hidden apart
         self.dataset = W.Dropdown(options=self.names, value=self.names[0], description='dataset', layout=lay(), style=st)
         self.split = W.Dropdown(options=['train', 'val'], value=split, description='split', layout=lay(), style=st)
-        self.index_a = W.IntSlider(value=index_a, min=0, max=max(index_a, index_b, 1), description='image A', continuous_update=False, layout=lay(), style=st)
-        self.index_b = W.IntSlider(value=index_b, min=0, max=max(index_a, index_b, 1), description='image B', continuous_update=False, layout=lay(), style=st)
+        first = len(self._dataset_named(self.names[0], split))
+        if index_b is None: index_b = first//2          # far from A: neighbouring video frames look alike
+        for name, i in (('index_a', index_a), ('index_b', index_b)):
+            if not 0 <= i < first: raise ParameterError(f"{name}={i} must be between 0 and {first - 1} (the images of {self.names[0]} {split})")
+        self.index_a = W.IntSlider(value=index_a, min=0, max=first - 1, description='image A', continuous_update=False, layout=lay(), style=st)
+        self.index_b = W.IntSlider(value=index_b, min=0, max=first - 1, description='image B', continuous_update=False, layout=lay(), style=st)
         self.kind = W.Dropdown(options=list(KINDS), value=kind, description='mask', layout=lay(), style=st)
         self.p = W.FloatSlider(value=0.5, min=0.01, max=1., step=0.01, description='p', continuous_update=False, layout=lay(), style=st)
         self.sigma = W.FloatRangeSlider(value=(4., 16.), min=0.25, max=64., step=0.25, description='sigma', continuous_update=False, layout=lay(), style=st)
@@ -197,13 +201,17 @@ class MaskExplorer:
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-# %% ../nbs/12_widgets.ipynb #33335678
+# %% ../nbs/12_widgets.ipynb #0b959de0
+@patch
+def _dataset_named(self:MaskExplorer, name:str, split:str):
+    "Dataset `name`'s `split` (created once)."
+    if (name, split) not in self._data: self._data[name, split] = get_dataset(name, split, **self.dataset_kwargs.get(name, {}))
+    return self._data[name, split]
+
 @patch
 def _dataset(self:MaskExplorer):
-    "The chosen dataset split (created once)."
-    key = (self.dataset.value, self.split.value)
-    if key not in self._data: self._data[key] = get_dataset(*key, **self.dataset_kwargs.get(key[0], {}))
-    return self._data[key]
+    "The chosen dataset split."
+    return self._dataset_named(self.dataset.value, self.split.value)
 
 @patch
 def _teacher(self:MaskExplorer, ds):

@@ -109,6 +109,9 @@ def test_bad_settings_are_named():
         explore_masks(['kitti'])
     with pytest.raises(ParameterError, match="kind='fmix' is not one of"):
         MaskExplorer(['synthstreets'], dataset_kwargs=SMALL, kind='fmix')
+    with pytest.raises(ParameterError, match=r'index_a=99 must be between 0 and 7 \(the images of synthstreets train\)'):
+        MaskExplorer(['synthstreets'], dataset_kwargs=SMALL, index_a=99)
+    assert MaskExplorer(['synthstreets'], dataset_kwargs=SMALL).index_b.value == 4     # B defaults to the middle of the split
     x, y = torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, 8, 8, dtype=torch.long)
     with pytest.raises(ParameterError, match="mask_from='pseudo-label' needs a teacher's probs"):
         mask_example(x, y, 'cutmix', 3, mask_from='pseudo-label')
