@@ -170,7 +170,7 @@ def gaussian_kernels(sigma:torch.Tensor, # (B,) standard deviations
                      truncate:float=4.0) -> torch.Tensor:
     "(B, 2*radius+1) normalised Gaussians, each cut at its own radius int(truncate*sigma + 0.5) like scipy's."
     t = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
-    s = sigma[:, None]
+    s = sigma[:, None].clamp_min(1e-6)                         # sigma 0: the identity kernel
     k = torch.exp(-0.5*(t/s)**2)*(t.abs() <= torch.floor(truncate*s + 0.5))
     return k/k.sum(1, keepdim=True)
 
@@ -179,7 +179,7 @@ def _block(n_out:int, up:int, R:int) -> int:
     q0 = max(4, -(-2*R//up))
     return next((q for q in range(q0, 2*q0 + 1) if n_out % (up*q) == 0), q0)
 
-def filter_pass(x:torch.Tensor, # (B, ..., L, A) for dim=-2, (B, A, L) for dim=-1
+def filter_pass(x:torch.Tensor, # (B, L, A) for dim=-2, (B, A, L) for dim=-1
                 k:torch.Tensor, # (B, 2R+1) per-sample kernels, or (1, 2R+1) for all
                 dim:int, # -1 or -2: the axis to filter
                 n_out:int, # outputs along that axis
@@ -257,7 +257,7 @@ def smooth_noise(shape:tuple, # (B, H, W)
                  sigma:torch.Tensor, # (B,) smoothing scale of each sample, in pixels
                  max_sigma:float, # an upper bound of `sigma` (sets the reach of the filters)
                  generator:torch.Generator|None=None, # on `sigma`'s device
-                 stride:int=1, # lattice spacing s: 1, or a value with every sigma >= LATTICE_RATIO * sqrt(2) * s
+                 stride:int=1, # lattice spacing s: 1, or a value with every sigma >= LATTICE_RATIO * sqrt(2) * s (see `lattice_stride`)
                  truncate:float=4.0) -> torch.Tensor:
     "(B, H, W) Gaussian noise smoothed with each sample's sigma (float32), sampled on a lattice of spacing `stride`."
     B, H, W = _check_shape(shape)
