@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from fastcore.basics import patch
 from .config import ParameterError, check_choice, resolve_device
-from .data import IGNORE_INDEX
+from .data import IGNORE_INDEX, DatasetError
 try: from classmix_lab.datasets import DATASETS, get_dataset     # the dataset registry, wherever it lives
 except ImportError: from classmix_lab.data import DATASETS, get_dataset
 from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas
@@ -205,7 +205,9 @@ class MaskExplorer:
 
     def _repr_mimebundle_(self, **kw): return self.widget._repr_mimebundle_(**kw)
 
-# %% ../nbs/12_widgets.ipynb #0b959de0
+# %% ../nbs/12_widgets.ipynb #7eb82c39
+def _error_html(e) -> str: return f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
+
 @patch
 def _dataset_named(self:MaskExplorer, name:str, split:str):
     "Dataset `name`'s `split` (created once)."
@@ -232,7 +234,8 @@ def _teacher(self:MaskExplorer, ds):
 @patch
 def _on_dataset(self:MaskExplorer, *_):
     "A new dataset or split: bound the sliders, list its classes, scale sigma to its images."
-    ds = self._dataset()
+    try: ds = self._dataset()
+    except (ParameterError, DatasetError) as e: self.status.value = _error_html(e); return
     hold, self._updating = self._updating, True
     try:
         for s in (self.index_a, self.index_b): s.max = len(ds) - 1
@@ -301,8 +304,8 @@ def update(self:MaskExplorer, *_):
             what += f" &middot; classes of A pasted: {html.escape(', '.join(pasted)) or 'none'}"
         if loaded: what += f" &middot; teacher: {html.escape(loaded)}"
         self.status.value = f"<span style='font-size:12px'>{ds.name} {ds.split} {self.index_a.value} onto {self.index_b.value} &middot; {k} &middot; {what}</span>"
-    except ParameterError as e:
-        self.status.value = f"<span style='color:#b00020'>{html.escape(str(e))}</span>"
+    except (ParameterError, DatasetError) as e:           # a bad setting, a dataset that cannot be read
+        self.status.value = _error_html(e)
 
 def explore_masks(datasets=None, checkpoint=None, dataset_kwargs:dict|None=None, **kwargs) -> MaskExplorer:
     "A `MaskExplorer` (see its arguments); display it in JupyterLab."

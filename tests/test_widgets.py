@@ -118,3 +118,15 @@ def test_bad_settings_are_named():
     with pytest.raises(ParameterError, match='must be a pair'):
         mask_example(x[:1], y[:1], 'cutmix', 3)
     assert set(KINDS) == {*MASKS, 'mixup'}
+
+
+def test_an_unreadable_split_is_a_message_not_a_crash(tmp_path):
+    import shutil
+    src = get_dataset('synthstreets', 'train', **SMALL['synthstreets']).root
+    shutil.copytree(src/'train', tmp_path/'train')                          # a root with no 'val' split
+    ex = explore_masks(['synthstreets'], dataset_kwargs=dict(synthstreets=dict(root=tmp_path)))
+    first = ex.image.value
+    ex.split.value = 'val'
+    assert 'color:#b00020' in ex.status.value and 'val' in ex.status.value and ex.image.value == first
+    ex.split.value = 'train'
+    assert 'color:#b00020' not in ex.status.value
