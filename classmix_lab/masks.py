@@ -1,4 +1,4 @@
-"""Mask generators that work on a whole batch on the training device, and one `mix` for anything per-pixel.
+"""Mask generators for ClassMix, CutMix, CutOut, CowMix, CowOut and MixUp, batched on the training device; one `mix` for anything per-pixel.
 
 Docs: https://github.com/classmix-lab/classmix_lab/masks.html.md"""
 
@@ -6,12 +6,17 @@ Docs: https://github.com/classmix-lab/classmix_lab/masks.html.md"""
 
 # %% ../nbs/03_masks.ipynb #8dc1c0a7
 from __future__ import annotations
+import inspect, math
 import torch
-from .config import ParameterError
+import torch.nn.functional as F
+from .config import ParameterError, check_choice
 from .data import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['mix', 'paste_onto_next', 'classmix_masks']
+__all__ = ['LATTICE_RATIO', 'MASKS', 'ERASING', 'mix', 'paste_onto_next', 'erase', 'draw_proportions', 'draw_sigmas',
+           'classmix_masks', 'box_masks', 'gaussian_kernels', 'filter_pass', 'gaussian_blur', 'proportion_threshold',
+           'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas', 'mixup', 'cutmix_masks', 'cutout_masks',
+           'cowmix_masks', 'cowout_masks', 'mask_params', 'make_masks']
 
 # %% ../nbs/03_masks.ipynb #6c2064a9
 def _check_mask(mask:torch.Tensor):
@@ -34,27 +39,334 @@ def paste_onto_next(mask:torch.Tensor, # (B, H, W) bool: the pixels of sample b 
     if x.shape[0] < 2: raise ParameterError(f"pasting needs a batch of at least 2 samples, got batch size {x.shape[0]}")
     return mix(mask, x, x.roll(-1, 0))
 
-# %% ../nbs/03_masks.ipynb #4d6c5bd7
+# %% ../nbs/03_masks.ipynb #4ea2e771
+def erase(mask:torch.Tensor, # (B, H, W) bool: True marks the erased pixels
+          x:torch.Tensor, # (B, ..., H, W)
+          fill=0) -> torch.Tensor: # the value of erased pixels (`IGNORE_INDEX` for a label map)
+    "`x` with the masked pixels set to `fill`."
+    _check_mask(mask)
+    if x.shape[0] != mask.shape[0] or x.shape[-2:] != mask.shape[-2:]:
+        raise ParameterError(f"erase: x {tuple(x.shape)} must have the batch and spatial size of the mask {tuple(mask.shape)}")
+    m = mask.view(mask.shape[0], *([1]*(x.dim() - 3)), *mask.shape[1:])
+    return x.masked_fill(m, fill)
+
+# %% ../nbs/03_masks.ipynb #2424a4b1
+def _check_labels(labels):
+    if not torch.is_tensor(labels) or labels.dim() != 3 or labels.is_floating_point() or labels.dtype == torch.bool:
+        got = f"{tuple(labels.shape)} {labels.dtype}" if torch.is_tensor(labels) else type(labels).__name__
+        raise ParameterError(f"labels must be a (B, H, W) integer tensor, got {got}")
+
+def _check_shape(shape):
+    if len(shape) != 3 or any(int(s) < 1 for s in shape): raise ParameterError(f"shape must be (B, H, W) with positive sizes, got {tuple(shape)}")
+    return tuple(int(s) for s in shape)
+
+def _check_generator(generator, device):
+    device = torch.device(device)
+    if generator is not None and generator.device.type != device.type:
+        raise ParameterError(f"generator is on {generator.device} but the masks are made on {device}; "
+                             f"create it with torch.Generator(device='{device}')")
+
+def _interval(name:str, value, positive:bool=False) -> tuple:
+    "A fixed value or a (min, max) range as two floats, validated."
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2: raise ParameterError(f"{name}={value!r} must be a number or a (min, max) pair")
+        lo, hi = map(float, value)
+        if lo > hi: raise ParameterError(f"{name}={tuple(value)}: the minimum must not exceed the maximum")
+        if positive and lo <= 0: raise ParameterError(f"{name}={tuple(value)}: the range must be positive")
+        if not positive and not 0 <= lo <= hi <= 1: raise ParameterError(f"{name}={tuple(value)}: a range of proportions must lie in [0, 1]")
+        return lo, hi
+    v = float(value)
+    if positive and not v > 0: raise ParameterError(f"{name}={value!r} must be positive")
+    if not positive and not 0 < v < 1: raise ParameterError(f"{name}={value!r} must be in (0, 1)")
+    return v, v
+
+def draw_proportions(p, # fixed proportion in (0, 1), or (min, max) in [0, 1]
+                     n:int, generator=None, device='cpu', name:str='p') -> torch.Tensor:
+    "(n,) proportions: `p` itself, or drawn uniformly from the range `p`."
+    lo, hi = _interval(name, p)
+    if lo == hi: return torch.full((n,), lo, device=device)
+    return lo + (hi - lo)*torch.rand(n, generator=generator, device=device)
+
+def draw_sigmas(sigma, # fixed sigma > 0, or a (min, max) range
+                n:int, generator=None, device='cpu') -> torch.Tensor:
+    "(n,) smoothing scales: `sigma` itself, or drawn log-uniformly from the range `sigma`."
+    lo, hi = _interval('sigma', sigma, positive=True)
+    if lo == hi: return torch.full((n,), lo, device=device)
+    return torch.exp(math.log(lo) + (math.log(hi) - math.log(lo))*torch.rand(n, generator=generator, device=device))
+
+# %% ../nbs/03_masks.ipynb #f5a7e9ec
 def _ceil_prop(p:float, n:torch.Tensor) -> torch.Tensor:
     "ceil(p * n), robust to floating point (0.3 * 10 is 3, not 4)."
     return torch.ceil(n.double()*p - 1e-9).long()
+
+def _fold(lab:torch.Tensor, T:int) -> torch.Tensor:
+    "Label values as table indices in 0..T-1; values outside 0..T-1 go to bin T-1 (-1 & (T-1) is T-1)."
+    if lab.dtype == torch.uint8 and T == 256: return lab.long()
+    return lab.long().clamp(-1, T - 1).bitwise_and_(T - 1)
+
+def _presence(idx:torch.Tensor, T:int) -> torch.Tensor:
+    "(B, T) bool: which bins occur in each row of `idx`."
+    if idx.device.type == 'cpu':   # counting is the faster scatter on a CPU; on a GPU, plain stores beat contended atomics
+        return torch.zeros(idx.shape[0], T, dtype=torch.int32).scatter_add_(1, idx, idx.new_ones((), dtype=torch.int32).expand_as(idx)) > 0
+    return torch.zeros(idx.shape[0], T, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
+
+def _bins(labels:torch.Tensor, num_classes:int) -> tuple:
+    "Table indices (B, H*W) of the label values, the table size T and the (B, T) presence table."
+    T = max(256, 1 << int(num_classes).bit_length())
+    lab = labels.flatten(1)
+    if lab.device.type == 'cpu' and lab.dtype == torch.int64:
+        # labels already inside the table need no folding (a pass and a large allocation saved); the CPU's index
+        # checks reject any that are not, and those are folded
+        try: return lab, T, _presence(lab, T)
+        except RuntimeError: pass
+    idx = _fold(lab, T)
+    return idx, T, _presence(idx, T)
 
 def classmix_masks(labels:torch.Tensor, # (B, H, W) integer labels or pseudo-labels
                    num_classes:int, # classes are 0..num_classes-1; other values (the ignore index) never count
                    generator:torch.Generator|None=None, # on the labels' device
                    p:float=0.5, # proportion of the present classes to choose
-                   classes:torch.Tensor|None=None) -> torch.Tensor: # optional (B, C) bool: choose only among these
+                   classes:torch.Tensor|None=None) -> torch.Tensor: # optional (B, C) or (C,) bool: choose only among these
     "Boolean (B, H, W) masks covering ceil(p * n) randomly chosen of the n classes present in each label map."
-    if labels.dim() != 3 or labels.is_floating_point(): raise ParameterError(f"labels must be a (B, H, W) integer tensor, got {tuple(labels.shape)} {labels.dtype}")
+    _check_labels(labels)
     if not 0 < p <= 1: raise ParameterError(f"p={p} must be in (0, 1]")
-    B = labels.shape[0]
-    lab = labels.long().flatten(1)
-    lab = torch.where((lab >= 0) & (lab < num_classes), lab, num_classes)  # one extra bin for ignore
-    present = torch.zeros(B, num_classes + 1, dtype=torch.bool, device=labels.device).scatter_(1, lab, True)[:, :num_classes]
-    if classes is not None: present &= classes.to(labels.device)
+    if int(num_classes) < 1: raise ParameterError(f"num_classes={num_classes} must be at least 1")
+    _check_generator(generator, labels.device)
+    B, C, dev = labels.shape[0], int(num_classes), labels.device
+    idx, T, present = _bins(labels, C)
+    present = present[:, :C]
+    if classes is not None:
+        if classes.shape not in ((C,), (B, C)): raise ParameterError(f"classes must be a ({C},) or ({B}, {C}) bool tensor, got {tuple(classes.shape)}")
+        present = present & classes.to(dev, torch.bool)
     k = _ceil_prop(p, present.sum(1))
-    scores = torch.rand(B, num_classes, generator=generator, device=labels.device).masked_fill_(~present, 2.)
+    scores = torch.rand(B, C, generator=generator, device=dev).masked_fill_(~present, 2.)
     rank = scores.argsort(1).argsort(1)
-    chosen = present & (rank < k[:, None])
-    chosen = torch.cat([chosen, chosen.new_zeros(B, 1)], 1)  # the ignore bin is never chosen
-    return chosen.gather(1, lab).view_as(labels)
+    chosen = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    chosen[:, :C] = present & (rank < k[:, None])
+    return chosen.gather(1, idx).view(labels.shape)
+
+# %% ../nbs/03_masks.ipynb #76e3c24b
+def box_masks(shape:tuple, # (B, H, W)
+              generator:torch.Generator|None=None, # on `device`
+              p=0.5, # area proportion in (0, 1), or a (min, max) range to draw it from per sample
+              device='cpu') -> torch.Tensor:
+    "(B, H, W) bool masks, each one rectangle of area proportion p with random aspect ratio and position."
+    B, H, W = _check_shape(shape)
+    _check_generator(generator, device)
+    prop = draw_proportions(p, B, generator, device)
+    u = torch.rand(3, B, generator=generator, device=device)
+    hf = prop**u[0]                                  # log-uniform in [p, 1]
+    wf = prop/hf.clamp_min(1e-12)
+    h, w = (hf*H).round().clamp(0, H), (wf*W).round().clamp(0, W)
+    y0, x0 = (u[1]*(H - h + 1)).floor().clamp(max=H - h), (u[2]*(W - w + 1)).floor().clamp(max=W - w)
+    r, c = torch.arange(H, device=device), torch.arange(W, device=device)
+    rows = (r >= y0[:, None]) & (r < (y0 + h)[:, None])
+    cols = (c >= x0[:, None]) & (c < (x0 + w)[:, None])
+    return rows[:, :, None] & cols[:, None, :]
+
+# %% ../nbs/03_masks.ipynb #48d85798
+def gaussian_kernels(sigma:torch.Tensor, # (B,) standard deviations
+                     radius:int, # half-width of the returned kernels
+                     truncate:float=4.0) -> torch.Tensor:
+    "(B, 2*radius+1) normalised Gaussians, each cut at its own radius int(truncate*sigma + 0.5) like scipy's."
+    t = torch.arange(-radius, radius + 1, device=sigma.device, dtype=sigma.dtype)
+    s = sigma[:, None].clamp_min(1e-6)                         # sigma 0: the identity kernel
+    k = torch.exp(-0.5*(t/s)**2)*(t.abs() <= torch.floor(truncate*s + 0.5))
+    return k/k.sum(1, keepdim=True)
+
+def _block(n_out:int, up:int, R:int) -> int:
+    "Inputs per block: about the kernel's reach, preferring blocks that tile `n_out` exactly."
+    q0 = max(4, -(-2*R//up))
+    return next((q for q in range(q0, 2*q0 + 1) if n_out % (up*q) == 0), q0)
+
+def filter_pass(x:torch.Tensor, # (B, L, A) for dim=-2, (B, A, L) for dim=-1
+                k:torch.Tensor, # (B, 2R+1) per-sample kernels, or (1, 2R+1) for all
+                dim:int, # -1 or -2: the axis to filter
+                n_out:int, # outputs along that axis
+                up:int=1, # lattice spacing of the inputs in output pixels (1: plain filtering)
+                offset:int=0) -> torch.Tensor: # output n sits at lattice coordinate n + offset
+    "y[n] = sum_j x[j] k(n + offset - up*j) along `dim`, as blocked matrix products (inputs beyond the ends are zero)."
+    B, L, K = x.shape[0], x.shape[dim], k.shape[1]
+    R = (K - 1)//2
+    q = _block(n_out, up, R); P = up*q
+    j0 = (offset - R)//up
+    J = (P - 1 + offset + R)//up - j0 + 1
+    nb = -(-n_out//P)
+    need = (nb - 1)*q + J
+    pl, pr = max(0, -j0), max(0, j0 + need - L)
+    if pl or pr: x = F.pad(x, (pl, pr) if dim == -1 else (0, 0, pl, pr))
+    x = x.narrow(dim, j0 + pl, need)
+    a = torch.arange(P, device=x.device)[:, None]; i = torch.arange(J, device=x.device)[None]
+    idx = a + offset - up*(j0 + i) + R
+    M = k[:, idx.clamp(0, K - 1)]*((idx >= 0) & (idx < K))     # (B or 1, P, J)
+    if dim == -1:
+        w = x.unfold(-1, J, q)                                 # (B, A, nb, J)
+        A = w.shape[1]
+        y = (w.reshape(-1, J) @ M[0].T) if M.shape[0] == 1 else torch.bmm(w.reshape(B, A*nb, J), M.transpose(1, 2))
+        y = y.reshape(B, A, nb*P)
+        return y if nb*P == n_out else y[:, :, :n_out]
+    w = x.unfold(-2, J, q).transpose(-1, -2)                   # (B, nb, J, A)
+    y = torch.matmul(M[:, None], w).reshape(B, nb*P, -1)       # (B, nb*P, A)
+    return y if nb*P == n_out else y[:, :n_out]
+
+# %% ../nbs/03_masks.ipynb #a71c4a15
+def _reflect_index(n:int, R:int, device) -> torch.Tensor:
+    i = torch.arange(-R, n + R, device=device).remainder(2*n)
+    return torch.where(i < n, i, 2*n - 1 - i)
+
+def gaussian_blur(x:torch.Tensor, # (B, H, W) floating point
+                  sigma, # float, or (B,) tensor: one standard deviation per sample
+                  truncate:float=4.0, # kernel radius in sigmas, as scipy's
+                  max_sigma:float|None=None) -> torch.Tensor: # the largest sigma, if known (saves reading `sigma` back)
+    "Per-sample Gaussian smoothing of (B, H, W), equal to scipy.ndimage.gaussian_filter(mode='reflect') on each."
+    if x.dim() != 3 or not x.is_floating_point(): raise ParameterError(f"x must be a (B, H, W) floating tensor, got {tuple(x.shape)} {x.dtype}")
+    B, H, W = x.shape
+    sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).expand(B)
+    smax = float(sigma.max()) if max_sigma is None else float(max_sigma)
+    if not smax > 0: raise ParameterError(f"sigma must be positive, got {smax}")
+    R = int(truncate*smax + 0.5)
+    k = gaussian_kernels(sigma, R, truncate)
+    y = filter_pass(x[:, _reflect_index(H, R, x.device)], k, -2, H, offset=R)
+    return filter_pass(y[:, :, _reflect_index(W, R, x.device)], k, -1, W, offset=R)
+
+# %% ../nbs/03_masks.ipynb #0b1f9d83
+def _moments(field:torch.Tensor) -> tuple:
+    "Per-sample mean and (population) standard deviation of (B, H, W), as two matrix-vector products."
+    x = field.reshape(field.shape[0], -1)
+    n = x.shape[1]
+    mean = (x @ x.new_ones(n))/n
+    var = torch.einsum('bi,bi->b', x, x)/n - mean**2
+    return mean, var.clamp_min(0).sqrt()
+
+def proportion_threshold(field:torch.Tensor, # (B, H, W) smoothed Gaussian noise
+                         p:torch.Tensor|float) -> torch.Tensor: # proportion of True pixels, per sample (B,) or one
+    "True where `field` exceeds mean + std * sqrt(2) * erfinv(1 - 2p): a proportion p of a Gaussian field."
+    mean, std = _moments(field)
+    p = torch.as_tensor(p, dtype=field.dtype, device=field.device).expand(field.shape[0])
+    t = mean + std*math.sqrt(2)*torch.special.erfinv(1 - 2*p)
+    return field > t[:, None, None]
+
+# %% ../nbs/03_masks.ipynb #062eb17f
+LATTICE_RATIO = 1.25  # sigma_1 / s and sigma_2 / s are at least this (aliasing below exp(-pi^2 * 1.25^2) ~ 2e-7)
+
+def lattice_stride(min_sigma:float) -> int:
+    "The coarsest lattice spacing that keeps both smoothing stages at LATTICE_RATIO spacings or more."
+    return max(1, int(min_sigma/(LATTICE_RATIO*math.sqrt(2))))
+
+def smooth_noise(shape:tuple, # (B, H, W)
+                 sigma:torch.Tensor, # (B,) smoothing scale of each sample, in pixels
+                 max_sigma:float, # an upper bound of `sigma` (sets the reach of the filters)
+                 generator:torch.Generator|None=None, # on `sigma`'s device
+                 stride:int=1, # lattice spacing s: 1, or a value with every sigma >= LATTICE_RATIO * sqrt(2) * s (see `lattice_stride`)
+                 truncate:float=4.0) -> torch.Tensor:
+    "(B, H, W) Gaussian noise smoothed with each sample's sigma (float32), sampled on a lattice of spacing `stride`."
+    B, H, W = _check_shape(shape)
+    dev, s = sigma.device, int(stride)
+    if s < 1: raise ParameterError(f"stride={stride} must be >= 1")
+    if s > 1:
+        s2 = LATTICE_RATIO*s
+        R2, m2 = int(truncate*s2 + 0.5), -(-int(truncate*s2 + 0.5)//s)
+        hc, wc = -(-(H - 1 + R2)//s) + m2 + 1, -(-(W - 1 + R2)//s) + m2 + 1
+        sig1 = (sigma.float()**2 - s2**2).clamp_min(0).sqrt()/s
+        max1 = math.sqrt(max(max_sigma**2 - s2**2, 0))/s
+    else:
+        hc, wc, sig1, max1 = H, W, sigma.float(), float(max_sigma)
+    R1 = max(1, int(truncate*max1 + 0.5))
+    n = torch.randn(B, hc + 2*R1, wc + 2*R1, generator=generator, device=dev)
+    k1 = gaussian_kernels(sig1, R1, truncate)
+    f = filter_pass(filter_pass(n, k1, -2, hc, offset=R1), k1, -1, wc, offset=R1)
+    if s == 1: return f
+    k2 = gaussian_kernels(torch.tensor([s2], device=dev), R2, truncate)
+    return filter_pass(filter_pass(f, k2, -2, H, up=s, offset=s*m2), k2, -1, W, up=s, offset=s*m2)
+
+def cow_masks(shape:tuple, # (B, H, W)
+              generator:torch.Generator|None=None, # on `device`
+              p=0.5, # proportion of True pixels in (0, 1), or a (min, max) range to draw it from per sample
+              sigma=(4., 16.), # smoothing scale in pixels, or a (min, max) range to draw it from log-uniformly
+              device='cpu',
+              stride:int|None=None) -> torch.Tensor: # lattice spacing; default `lattice_stride(min sigma)`
+    "(B, H, W) bool cow masks (French et al.): smoothed Gaussian noise thresholded to a proportion p."
+    shape = _check_shape(shape)
+    _check_generator(generator, device)
+    lo, hi = _interval('sigma', sigma, positive=True)
+    s = lattice_stride(lo) if stride is None else int(stride)
+    if s > 1 and lo < LATTICE_RATIO*math.sqrt(2)*s:
+        raise ParameterError(f"stride={s} needs sigma >= {LATTICE_RATIO*math.sqrt(2)*s:.2f}, got a minimum of {lo}")
+    sig = draw_sigmas((lo, hi), shape[0], generator, device)
+    prop = draw_proportions(p, shape[0], generator, device)
+    return proportion_threshold(smooth_noise(shape, sig, hi, generator, s), prop)
+
+# %% ../nbs/03_masks.ipynb #153c69e2
+def _log_gamma_samples(a:float, n:int, generator=None, device='cpu', tries:int=16) -> torch.Tensor:
+    "log of n Gamma(a, 1) samples (Marsaglia-Tsang), from `generator`."
+    d = (a + (a < 1)) - 1/3; c = 1/math.sqrt(9*d)
+    x = torch.randn(n, tries, generator=generator, device=device)
+    u = torch.rand(n, tries, generator=generator, device=device)
+    v = (1 + c*x)**3
+    logv = torch.log(v.clamp_min(1e-30))
+    ok = (v > 0) & (torch.log(u) < 0.5*x*x + d - d*v + d*logv)
+    first = ok.to(torch.uint8).argmax(1, keepdim=True)        # first accepted candidate
+    out = math.log(d) + logv.gather(1, first)[:, 0]
+    if a < 1: out = out + torch.log(torch.rand(n, generator=generator, device=device).clamp_min(1e-30))/a
+    return out
+
+def mixup_lambdas(n:int, # batch size
+                  generator:torch.Generator|None=None,
+                  alpha:float=0.1, # Beta(alpha, alpha)
+                  device='cpu') -> torch.Tensor:
+    "(n,) mixing weights lambda ~ Beta(alpha, alpha)."
+    if not alpha > 0: raise ParameterError(f"alpha={alpha} must be positive")
+    _check_generator(generator, device)
+    return torch.sigmoid(_log_gamma_samples(alpha, n, generator, device) - _log_gamma_samples(alpha, n, generator, device))
+
+def mixup(lam:torch.Tensor, # (B,) weights of `a`
+          a:torch.Tensor, # (B, ...) floating: images, class probabilities
+          b:torch.Tensor) -> torch.Tensor: # same shape as `a`
+    "lam * a + (1 - lam) * b per sample: images and soft targets alike."
+    if a.shape != b.shape or lam.shape != a.shape[:1]: raise ParameterError(f"mixup: a {tuple(a.shape)} and b {tuple(b.shape)} must have the same shape and lam {tuple(lam.shape)} one weight per sample")
+    if not (a.is_floating_point() and b.is_floating_point()): raise ParameterError(f"mixup needs floating tensors (images, probabilities), got {a.dtype}; one-hot encode labels first")
+    l = lam.to(a.dtype).view(-1, *([1]*(a.dim() - 1)))
+    return l*a + (1 - l)*b
+
+# %% ../nbs/03_masks.ipynb #f1c44dae
+def cutmix_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
+                 p=0.5): # area proportion pasted, or a (min, max) range
+    "CutMix masks for a batch of label maps: one rectangle of area proportion p per sample (True is pasted)."
+    _check_labels(labels); return box_masks(labels.shape, generator, p, labels.device)
+
+def cutout_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
+                 p=(0., 1.)): # area proportion erased, or a (min, max) range
+    "CutOut masks: one rectangle of area proportion p per sample (True is erased)."
+    _check_labels(labels); return box_masks(labels.shape, generator, p, labels.device)
+
+def cowmix_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
+                 p=0.5, # proportion pasted, or a (min, max) range
+                 sigma=(4., 16.)): # smoothing scale in pixels, or a (min, max) range (log-uniform)
+    "CowMix masks: smoothed noise thresholded to a proportion p (True is pasted)."
+    _check_labels(labels); return cow_masks(labels.shape, generator, p, sigma, labels.device)
+
+def cowout_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
+                 p=(0.25, 1.), # proportion erased, or a (min, max) range
+                 sigma=(4., 16.)):
+    "CowOut masks: smoothed noise thresholded to a proportion p (True is erased)."
+    _check_labels(labels); return cow_masks(labels.shape, generator, p, sigma, labels.device)
+
+MASKS = {'classmix': classmix_masks, 'cutmix': cutmix_masks, 'cutout': cutout_masks,
+         'cowmix': cowmix_masks, 'cowout': cowout_masks}
+ERASING = ('cutout', 'cowout')  # kinds whose True pixels are erased rather than pasted
+
+def mask_params(kind:str) -> dict:
+    "The parameters of mask `kind` and their defaults."
+    sig = inspect.signature(MASKS[check_choice('mask', kind, list(MASKS))]).parameters
+    return {n: v.default for n, v in list(sig.items())[3:]}
+
+def make_masks(kind:str, # a key of `MASKS`
+               labels:torch.Tensor, # (B, H, W) labels or pseudo-labels (integer)
+               num_classes:int, # classes of the labels (ClassMix)
+               generator:torch.Generator|None=None, # on the labels' device
+               **params) -> torch.Tensor: # the kind's parameters, see `mask_params`
+    "(B, H, W) bool masks of kind `kind`."
+    known = mask_params(kind)
+    bad = [k for k in params if k not in known]
+    if bad: raise ParameterError(f"mask {kind!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+    return MASKS[kind](labels, num_classes, generator, **params)

@@ -145,21 +145,22 @@ def _baseline_of(r:dict, rs:list):
     for b in rs:
         if b is not r and b['status'] == 'ok' and b['params'].get('method') == 'supervised' and same(r, b): return b
 
-def _plain_sweep_html(sweep:str, rs:list) -> str:
-    "A sweep of non-experiment templates (dataset statistics, ...): run, template, parameters, status."
+def _reports_html(sweep:str, rs:list) -> str:
+    "A sweep of reports without training metrics (galleries, figures): links, parameters, status."
     e = html.escape
     rows = []
     for r in rs:
         link = f"<a href='{e(r['report'])}'>{e(r['run'])}</a>" if r.get('report') else e(r['run'])
         params = ', '.join(f'{k}={v}' for k, v in r['params'].items() if k != 'compare_with')
-        status = e(r['status']) if r['status'] != 'failed' else f"failed: {e(r.get('error') or '')}"
-        rows.append(f"<tr><td>{link}</td><td>{e(r['template'])}</td><td>{e(params)}</td><td class='{r['status']}'>{status}</td>"
-                    f"<td class='num'>{_fmt(r.get('seconds'), 0)}</td></tr>")
-    return '\n'.join([f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>", "<table><tr><th>run</th><th>template</th><th>parameters</th>"
-                      "<th>status</th><th>seconds</th></tr>", *rows, "</table>"])
+        state = e(r['status']) if r['status'] != 'failed' else e(r.get('error') or 'failed')
+        rows.append(f"<tr><td>{link}</td><td>{e(r['template'])}</td><td>{e(params)}</td><td class='{r['status']}'>{state}</td>"
+                    f"<td class='num'>{_fmt(r.get('seconds'), 0)}</td><td>{e(r.get('finished') or '')}</td></tr>")
+    return '\n'.join([f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>",
+                      "<table><tr><th>report</th><th>template</th><th>parameters</th><th>status</th><th>seconds</th><th>finished</th></tr>",
+                      *rows, "</table>"])
 
 def _sweep_html(sweep:str, rs:list) -> str:
-    if not any(r['template'] == 'experiment' for r in rs): return _plain_sweep_html(sweep, rs)
+    if not any(r['template'] == 'experiment' for r in rs): return _reports_html(sweep, rs)
     e = html.escape
     rows = []
     for r in rs:
@@ -212,7 +213,7 @@ def write_index_html(reports_dir:Path, records:list|None=None) -> Path:
             + ''.join(_sweep_html(s, rs) for s, rs in sweeps.items()) + "</body></html>")
     return atomic_write(Path(reports_dir)/'index.html', page)
 
-# %% ../nbs/09_runner.ipynb #4f8ef621
+# %% ../nbs/09_runner.ipynb #e3bb9218
 def expand_grid(base:dict|None=None, # parameters shared by every run
                 **grid) -> list: # parameter -> list of values
     "Every combination of the `grid` values, over `base`."
@@ -230,7 +231,7 @@ def _same_params(run_dir:Path, params:dict) -> bool:
     old = json.loads(f.read_text()).get('params', {})
     return all(old.get(k) == v for k, v in params.items() if k not in ('out_dir', 'compare_with', 'device'))
 
-# %% ../nbs/09_runner.ipynb #ef5a662d
+# %% ../nbs/09_runner.ipynb #635a0153
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name) and 'template'
               template:str='experiment', # default template
@@ -274,7 +275,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
     return records
 
-# %% ../nbs/09_runner.ipynb #d6a815a4
+# %% ../nbs/09_runner.ipynb #983ce389
 DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
 
 def demo_runs(iterations:int|None=None, device:str|None=None, **overrides) -> list:
@@ -300,7 +301,7 @@ def pretrain(force:bool=False, **params) -> Path:
     if rec['status'] != 'ok': raise ParameterError(f"pretraining failed: {rec['error']}")
     return Path(s.reports_dir)/rec['report']
 
-# %% ../nbs/09_runner.ipynb #8faf7ca3
+# %% ../nbs/09_runner.ipynb #3b0f8bf7
 STATS_REPORTS = [
     dict(run='synthstreets-sim-vs-real', dataset='synthstreets', style='sim', compare='synthstreets', compare_style='real'),
     dict(run='camvid-train', dataset='camvid'),

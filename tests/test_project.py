@@ -35,7 +35,7 @@ def test_notebooks_are_clean(tmp_path):
     assert not dirty, f"run `make clean-notebooks`: nbdev-clean changes {dirty}"
 
 
-@pytest.mark.parametrize('name', ['experiment', 'pretrain', 'dataset_stats'])
+@pytest.mark.parametrize('name', ['experiment', 'pretrain', 'dataset_stats', 'mask_gallery'])
 def test_templates_have_a_parameters_cell(name):
     d = json.loads((ROOT/'nbs'/'experiments'/f'{name}.ipynb').read_text())
     tagged = [c for c in d['cells'] if 'parameters' in c.get('metadata', {}).get('tags', [])]

@@ -139,3 +139,15 @@ def test_dataset_statistics_report(tmp_path, monkeypatch):
     assert again[0]['status'] == 'ok' and (d/rec['report']).stat().st_mtime_ns == mtime   # finished: not executed again
     with pytest.raises(ParameterError, match="unknown parameter 'colour' of template 'dataset_stats'"):
         dataset_stats([dict(dataset='camvid', colour='red')])
+
+
+def test_mask_gallery_report_is_linked_from_the_index(tmp_path):
+    "The gallery template runs through the runner; its report embeds its figures and the index links it."
+    run = dict(run='synthstreets', dataset='synthstreets', height=48, width=96, n_train=8, n_val=6, fig_sigmas=[4, 16])
+    rec = run_sweep('masks', [run], template='mask_gallery', stream=False)[0]
+    assert rec['status'] == 'ok', rec['error']
+    reports = load_settings().reports_dir
+    page = (reports/'masks'/'synthstreets.html').read_text()
+    assert page.count('data:image/png;base64,') >= 6 and 'mask border on a label border' in page
+    index = (reports/'index.html').read_text()
+    assert "href='masks/synthstreets.html'" in index and 'mask_gallery' in index and 'n_val=6' in index

@@ -1,0 +1,132 @@
+"""The mask explorer without a browser: its example is exactly the mix it claims, every control redraws, a checkpoint
+adds the teacher's row, and bad settings are named."""
+import json
+import numpy as np
+import pytest
+import torch
+from classmix_lab.config import ParameterError
+from classmix_lab.data import IGNORE_INDEX, get_dataset
+from classmix_lab.model import get_model
+from classmix_lab.masks import MASKS
+from classmix_lab.widgets import MaskExplorer, explore_masks, mask_example, load_teacher, KINDS
+
+SMALL = dict(synthstreets=dict(height=48, width=96, n_train=8, n_val=4))
+
+
+@pytest.fixture
+def pair():
+    ds = get_dataset('synthstreets', 'train', **SMALL['synthstreets'])
+    (xa, ya), (xb, yb) = ds[0], ds[1]
+    return torch.stack([xa, xb]), torch.stack([ya, yb])
+
+
+@pytest.mark.parametrize('kind', [k for k in KINDS if k != 'mixup'])
+def test_example_is_a_pasted_or_erased_on_the_pair(pair, kind):
+    x, y = pair
+    ex = mask_example(x, y, kind, 11, seed=2)
+    M = ex['mask'].astype(bool)
+    a, b = x[0].permute(1, 2, 0).numpy(), x[1].permute(1, 2, 0).numpy()
+    assert 0 < M.mean() < 1
+    if kind in ('cutout', 'cowout'):
+        assert (ex['mixed_image'][M] == 0).all() and (ex['mixed_image'][~M] == a[~M]).all()
+        assert (ex['mixed_label'][M] == IGNORE_INDEX).all() and (ex['mixed_label'][~M] == y[0].numpy()[~M]).all()
+    else:
+        assert (ex['mixed_image'][M] == a[M]).all() and (ex['mixed_image'][~M] == b[~M]).all()
+        assert (ex['mixed_label'][M] == y[0].numpy()[M]).all() and (ex['mixed_label'][~M] == y[1].numpy()[~M]).all()
+
+
+def test_mixup_example_blends_images_and_labels(pair):
+    x, y = pair
+    ex = mask_example(x, y, 'mixup', 11, seed=0, alpha=1.)
+    lam = ex['lam']
+    expect = lam*x[0].float() + (1 - lam)*x[1].float()
+    assert np.abs(ex['mixed_image'].astype(float) - expect.permute(1, 2, 0).numpy()).max() <= 1
+    onehot = lambda l: np.eye(11)[l.numpy()].transpose(2, 0, 1)
+    assert np.allclose(ex['mixed_probs'], lam*onehot(y[0]) + (1 - lam)*onehot(y[1]), atol=1e-6)
+
+
+def test_every_control_redraws():
+    ex = explore_masks(['synthstreets'], dataset_kwargs=SMALL)
+    seen = {ex.image.value}
+    for widget, value in [(ex.index_b, 3), (ex.p, 0.3), (ex.seed, 5), (ex.kind, 'cutmix'), (ex.kind, 'cowout'),
+                          (ex.sigma, (4., 8.)), (ex.kind, 'mixup'), (ex.alpha, 2.), (ex.split, 'val'), (ex.index_a, 2)]:
+        widget.value = value
+        assert ex.image.value not in seen, f'{widget.description}={value!r} did not redraw'
+        seen.add(ex.image.value)
+        assert 'color:#b00020' not in ex.status.value, ex.status.value
+
+
+def test_controls_follow_the_mask_kind():
+    ex = explore_masks(['synthstreets'], dataset_kwargs=SMALL, kind='cowout')
+    shown = lambda w: w.layout.display != 'none'
+    assert shown(ex.sigma) and shown(ex.p) and not shown(ex.classes) and not shown(ex.alpha)
+    assert ex.p.value == pytest.approx(0.62, abs=0.01)         # the middle of CowOut's U(0.25, 1)
+    ex.kind.value = 'classmix'
+    assert shown(ex.classes) and not shown(ex.sigma) and ex.p.max == 1.
+    ex.classes.value = ('road', 'car')
+    pasted = ex.status.value.split('classes of A pasted: ')[1].split(' &middot;')[0].split('<')[0]
+    assert set(pasted.split(', ')) <= {'road', 'car'}
+    ex.classes.value = ()
+    assert 'choose at least one class to paste' in ex.status.value
+
+
+def test_a_checkpoint_adds_the_teacher_row(tmp_path):
+    net = get_model('deeplabv2-tiny', 11)
+    run = tmp_path/'run'; run.mkdir()
+    torch.save(dict(state_dict=net.state_dict(), model='deeplabv2-tiny', num_classes=11), run/'model.pt')
+    ex = explore_masks(['synthstreets'], checkpoint=run, dataset_kwargs=SMALL)
+    e = ex.example
+    assert {'pseudo', 'confidence', 'confident', 'mixed_pseudo'} <= set(e) and e['confidence'].shape == (48, 96)
+    assert np.array_equal(e['confident'], e['confidence'] > 0.968) and 'teacher: weights of' in ex.status.value
+    assert ex.teacher_box.layout.display != 'none'
+    before = ex.image.value
+    ex.tau.value = 0.2
+    assert ex.image.value != before and ex.example['confident_fraction'] >= e['confident_fraction']
+    ex.mask_from.value = 'pseudo-label'
+    with torch.no_grad(): pseudo = net.eval()(ex._pair(ex._dataset())[0].float()/255).argmax(1)[0].numpy()
+    M = ex.example['mask'].astype(bool)
+    assert len(np.unique(pseudo[M])) == int(np.ceil(0.5*len(np.unique(pseudo))))   # half of the pseudo-label's classes
+
+
+def test_teacher_of_a_training_checkpoint_and_bad_checkpoints(tmp_path):
+    student, teacher = get_model('deeplabv2-tiny', 11), get_model('deeplabv2-tiny', 11)
+    torch.save(dict(student=student.state_dict(), teacher=teacher.state_dict(), iteration=3), tmp_path/'checkpoint.pt')
+    (tmp_path/'metrics.json').write_text(json.dumps(dict(params=dict(model='deeplabv2-tiny'))))
+    net, what = load_teacher(tmp_path, 11)
+    assert what.startswith('teacher of') and torch.equal(net.conv1.weight, teacher.conv1.weight)
+    with pytest.raises(ParameterError, match='checkpoint=.*does not exist'):
+        explore_masks(['synthstreets'], checkpoint=tmp_path/'missing.pt', dataset_kwargs=SMALL)
+    (tmp_path/'junk.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(ParameterError, match='junk.pt: not a loadable checkpoint'):
+        explore_masks(['synthstreets'], checkpoint=tmp_path/'junk.pt', dataset_kwargs=SMALL)
+    torch.save(get_model('deeplabv2-tiny', 19).state_dict(), tmp_path/'cityscapes.pt')
+    with pytest.raises(ParameterError, match='the weights fit none of .* with 11 classes'):
+        explore_masks(['synthstreets'], checkpoint=tmp_path/'cityscapes.pt', dataset_kwargs=SMALL)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ParameterError, match="dataset='kitti' is not one of"):
+        explore_masks(['kitti'])
+    with pytest.raises(ParameterError, match="kind='fmix' is not one of"):
+        MaskExplorer(['synthstreets'], dataset_kwargs=SMALL, kind='fmix')
+    with pytest.raises(ParameterError, match=r'index_a=99 must be between 0 and 7 \(the images of synthstreets train\)'):
+        MaskExplorer(['synthstreets'], dataset_kwargs=SMALL, index_a=99)
+    assert MaskExplorer(['synthstreets'], dataset_kwargs=SMALL).index_b.value == 4     # B defaults to the middle of the split
+    x, y = torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.zeros(2, 8, 8, dtype=torch.long)
+    with pytest.raises(ParameterError, match="mask_from='pseudo-label' needs a teacher's probs"):
+        mask_example(x, y, 'cutmix', 3, mask_from='pseudo-label')
+    with pytest.raises(ParameterError, match='must be a pair'):
+        mask_example(x[:1], y[:1], 'cutmix', 3)
+    assert set(KINDS) == {*MASKS, 'mixup'}
+
+
+def test_an_unreadable_split_is_a_message_not_a_crash(tmp_path):
+    import shutil
+    src = get_dataset('synthstreets', 'train', **SMALL['synthstreets']).root
+    shutil.copytree(src/'train', tmp_path/'train')                          # a root with no 'val' split
+    ex = explore_masks(['synthstreets'], dataset_kwargs=dict(synthstreets=dict(root=tmp_path)))
+    first = ex.image.value
+    ex.split.value = 'val'
+    assert 'color:#b00020' in ex.status.value and 'val' in ex.status.value and ex.image.value == first
+    ex.split.value = 'train'
+    assert 'color:#b00020' not in ex.status.value
