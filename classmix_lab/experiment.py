@@ -13,15 +13,16 @@ import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches,
                                LoaderBatches, eval_batches, preview)
-from .datasets import DATASETS, get_dataset, parse_size
+from .datasets import DATASETS, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
 from .model import MODELS, PREFIXES, get_model, load_weights, read_state_dict, is_head
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, WEIGHTINGS, UNSUP_LOSSES, TrainConfig, Trainer, make_method
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'ExperimentParams', 'pretrained_path', 'split_file', 'labeled_names', 'validate',
-           'Experiment', 'run_experiment', 'load_run_model', 'load_metrics']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'source_dataset', 'split_file',
+           'labeled_names', 'cow_sigma', 'validate', 'Experiment', 'class_distribution', 'run_experiment', 'run_title',
+           'load_run_model', 'load_metrics']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -43,14 +44,20 @@ class ExperimentParams:
     iterations: int = 1000
     batch_size: int = 8  # labeled images per step
     batch_size_u: int = 8  # unlabeled images per step
-    lr: float = 0.01
+    lr: float = 0.0025  # base learning rate (the classifier learns at 10x); fine-tuning from the sim-pretrained weights
     ema_alpha: float = 0.99
     tau: float = 0.968
     lambda_u: float = 1.0
     weighting: str = 'threshold_proportional'
+    ramp_iters: int = 0  # sigmoid weighting: iteration where the ramp-up ends; 0: a quarter of the iterations (thesis 10k of 40k)
     unsup_loss: str = 'ce'
     target: str = 'pseudo'
     strong_aug: bool = False  # colour jitter + blur of the mixed images (thesis Table 5.1 "extra augmentations")
+    mask_p: float = 0.  # mask proportion (ClassMix: of the present classes; CutMix/CowMix: of the pixels); 0: the kind's default
+    cow_sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo,hi' in pixels; 'auto': (8, 32) scaled by image height / 512
+    align: bool = False  # distribution alignment of the pseudo-labels (to the labeled split's classes; with a source: the target's)
+    source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
+    n_source: int = 2000  # SynthStreets sim source images
     seed: int = 0  # training seed (masks, batch order)
     device: str = 'auto'
     out_dir: str = 'runs/experiment'  # run folder: metrics, split, checkpoints
@@ -75,11 +82,20 @@ def pretrained_path(name:str) -> Path:
     "The file of pretrained weights `name`."
     return WEIGHTS_DIR/PRETRAINED[check_choice('init', name, ['none', *PRETRAINED])]['file']
 
-# %% ../nbs/08_experiment.ipynb #d3075842
+# %% ../nbs/08_experiment.ipynb #dde58006
+SOURCES = {'synthstreets-sim': 'synthstreets', 'gta5': 'gta5', 'synthia': 'synthia'}  # source domain -> dataset
+
 def _dataset_kwargs(p:ExperimentParams) -> dict:
     if p.dataset == 'synthstreets':
         return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val)
+    if p.dataset == 'cityscapes' and p.source == 'synthia': return dict(num_classes=16)   # the 16 classes SYNTHIA shares
     return {}
+
+def source_dataset(p:ExperimentParams):
+    "The labeled training set of the source domain of a domain-adaptation run."
+    if p.source == 'synthstreets-sim':
+        return get_dataset('synthstreets', 'train', style='sim', height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_source, n_val=p.n_val)
+    return get_dataset(SOURCES[p.source], 'train', **({'num_classes': 16} if p.source == 'synthia' else {}))
 
 def _train_size(p:ExperimentParams) -> int:
     return p.n_train if p.dataset == 'synthstreets' else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
@@ -103,13 +119,21 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
     return chosen
 
+def cow_sigma(p:ExperimentParams):
+    "The CowMix smoothing range of `p` ((lo, hi) pixels), or None for the default scaled to the image height."
+    if str(p.cow_sigma).strip().lower() == 'auto': return None
+    try: lo, hi = (float(v) for v in str(p.cow_sigma).replace(':', ',').split(','))
+    except ValueError: raise ParameterError(f"cow_sigma={p.cow_sigma!r} must be 'auto' or 'lo,hi' in pixels") from None
+    if not 0 < lo <= hi: raise ParameterError(f"cow_sigma={p.cow_sigma!r}: need 0 < lo <= hi")
+    return (lo, hi)
+
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one."
     check_choice('dataset', p.dataset, list(DATASETS)); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('weighting', p.weighting, WEIGHTINGS); check_choice('unsup_loss', p.unsup_loss, UNSUP_LOSSES)
     check_choice('target', p.target, ('pseudo', 'soft')); check_choice('init_parts', p.init_parts, ('all', 'backbone'))
-    for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
+    for k in ('iterations', 'log_every', 'checkpoint_every', 'workers', 'ramp_iters'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
         if int(getattr(p, k)) < 1: raise ParameterError(f"{k}={getattr(p, k)} must be >= 1")
@@ -118,6 +142,14 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     if not p.lr > 0: raise ParameterError(f"lr={p.lr} must be positive")
     if not 0 < p.tau < 1: raise ParameterError(f"tau={p.tau} must be in (0, 1)")
     if str(p.crop).strip().lower() != 'auto': parse_size(p.crop)
+    if not 0 <= p.mask_p <= 1: raise ParameterError(f"mask_p={p.mask_p} must be in (0, 1], or 0 for the mask's default")
+    cow_sigma(p)
+    if p.source:
+        check_choice('source', p.source, list(SOURCES))
+        if p.dataset != ('synthstreets' if p.source == 'synthstreets-sim' else 'cityscapes'):
+            raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if p.source == 'synthstreets-sim' else 'cityscapes'}, not dataset={p.dataset!r}")
+        if p.method in ('cutout', 'cowout'): raise ParameterError(f"method={p.method!r} is a semi-supervised method; with a source use: supervised, classmix, cutmix, cowmix, dacs")
+    elif p.method == 'dacs': raise ParameterError("method='dacs' mixes a source domain into the target: give source= (one of: " + ', '.join(SOURCES) + ')')
     if DATASETS[p.dataset].val_split is None:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
@@ -130,7 +162,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     else:
         n = _train_size(p)
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
-    if p.method != 'supervised' and k == n: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
+    if p.method != 'supervised' and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
     ensure_dir(p.out_dir, 'out_dir')
     return p
@@ -165,23 +197,33 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
         report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'])
     return model.to(device), report
 
-# %% ../nbs/08_experiment.ipynb #d2851c7f
-def _data(p:ExperimentParams, train_ds, val_ds, names:list, device):
-    "Labeled and unlabeled batch sources, a function giving fresh validation batches, and validation images for figures."
-    cls, rest = type(train_ds), sorted(set(train_ds.names) - set(names))
-    transform = cls.train_transform(p.crop)
-    if cls.in_memory and transform is None:
-        labeled = TensorBatches(*load_tensors(train_ds.subset(names)), p.batch_size, seed=p.seed, device=device)
-        unlabeled = TensorBatches(load_tensors(train_ds.subset(rest))[0], None, p.batch_size_u, seed=p.seed + 1, device=device) if p.method != 'supervised' else None
-    else:
-        labeled = LoaderBatches(train_ds.subset(names), p.batch_size, transform, seed=p.seed, device=device, workers=p.workers)
-        unlabeled = LoaderBatches(train_ds.subset(rest), p.batch_size_u, transform, seed=p.seed + 1, device=device, workers=p.workers, labels=False) if p.method != 'supervised' else None
+# %% ../nbs/08_experiment.ipynb #a6227386
+def _val_data(p:ExperimentParams, val_ds):
+    "A function giving fresh validation batches, and validation images for figures."
+    cls = type(val_ds)
     if cls.in_memory:
         xv, yv = load_tensors(val_ds)
-        return labeled, unlabeled, lambda: tensor_batches(xv, yv, 32), xv, yv
+        return lambda: tensor_batches(xv, yv, 32), xv, yv
     idx = sorted({round(i*(len(val_ds) - 1)/7) for i in range(8)})
     xv, yv = preview(val_ds, idx, cls.eval_size)
-    return labeled, unlabeled, lambda: eval_batches(val_ds, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
+    return lambda: eval_batches(val_ds, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
+
+def _batches(p:ExperimentParams, ds, batch_size:int, seed:int, labels:bool, device, crop=None):
+    "Endless batches of `ds`: in memory when it is small and used as stored, else streamed from disk."
+    transform = type(ds).train_transform(p.crop if crop is None else crop)
+    if type(ds).in_memory and transform is None:
+        x, y = load_tensors(ds)
+        return TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device)
+    return LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels)
+
+def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
+    "Pixel frequency of each class over (up to `max_images` evenly spread images of) `ds`."
+    counts = torch.zeros(num_classes, dtype=torch.float64)
+    step = max(1, len(ds)//max_images)
+    for i in range(0, len(ds), step):
+        lab = torch.from_numpy(ds.load(i)[1].astype('int64')).flatten()
+        counts += torch.bincount(lab[lab < num_classes], minlength=num_classes).double()
+    return tuple((counts/counts.sum().clamp_min(1)).tolist())
 
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     "Train and evaluate one experiment; results go to `p.out_dir`."
@@ -191,35 +233,60 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     cls = DATASETS[p.dataset]
     train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
     val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
-    names = labeled_names(p, train_ds.names)
-    save_split(out/'labeled.txt', names)
-    method = make_method(p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target,
-                         strong_aug=p.strong_aug) if p.method != 'supervised' else None
-    labeled, unlabeled, val_batches, xv, yv = _data(p, train_ds, val_ds, names, device)
+    if p.source:   # domain adaptation: every source image labeled, every target training image unlabeled
+        src_ds = source_dataset(p)
+        if tuple(src_ds.classes) != tuple(train_ds.classes): raise ParameterError(f"source={p.source!r} and dataset={p.dataset!r} do not share their classes")
+        names, crop = [], (p.crop if str(p.crop).strip().lower() != 'auto' or not src_ds.default_crop else 'x'.join(map(str, src_ds.default_crop)))
+        labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
+        unlabeled = _batches(p, train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if p.method != 'supervised' else None
+        align_to = class_distribution(train_ds, train_ds.num_classes) if p.align else ()
+        n_labeled = len(src_ds)
+    else:
+        names = labeled_names(p, train_ds.names)
+        save_split(out/'labeled.txt', names)
+        rest = sorted(set(train_ds.names) - set(names))
+        labeled = _batches(p, train_ds.subset(names), p.batch_size, p.seed, True, device)
+        unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if p.method != 'supervised' else None
+        align_to = class_distribution(train_ds.subset(names), train_ds.num_classes) if p.align else ()
+        n_labeled = len(names)
+    method = None if p.method == 'supervised' else make_method(
+        p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target,
+        ramp_iters=p.ramp_iters or max(1, p.iterations//4),
+        p=p.mask_p or None, sigma=cow_sigma(p), align=align_to, **({} if p.method == 'dacs' else dict(strong_aug=p.strong_aug)))
+    val_batches, xv, yv = _val_data(p, val_ds)
     model, init_report = _init_model(p, train_ds.num_classes, device)
     evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes)
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
                       checkpoint_every=p.checkpoint_every)
-    trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress)
+    trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress, log_file=out/'log.jsonl')
     trainer.fit()
     for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
     final, teacher = evaluate_on_val(trainer.model), evaluate_on_val(trainer.teacher)
     metrics = dict(params=asdict(p), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
                    confusion=final['confusion'], teacher_miou=teacher['miou'], teacher_iou=teacher['iou'],
                    start_miou=start['miou'], start_iou=start['iou'], classes=list(train_ds.classes),
-                   n_labeled=len(names), n_unlabeled=0 if unlabeled is None else len(unlabeled), n_val=len(val_ds),
+                   n_labeled=n_labeled, n_unlabeled=0 if unlabeled is None else len(unlabeled), n_val=len(val_ds),
                    init=init_report, train_seconds=trainer.seconds, seconds=time.time() - t0,
                    ms_per_iteration=1000*trainer.seconds/max(p.iterations, 1), history=trainer.history,
                    confident=trainer.per_iteration('confident') if method is not None else [],
-                   device=str(device), torch=torch.__version__, machine=platform.machine(), threads=torch.get_num_threads())
+                   align_to=list(align_to), device=str(device), torch=torch.__version__, machine=platform.machine(),
+                   threads=torch.get_num_threads())
+    if tuple(train_ds.classes) == SYNTHIA16_CLASSES:   # thesis Table 4.4 reports both
+        metrics.update(miou13=100*miou_over({c: (None if v is None else v/100) for c, v in final['iou'].items()}, SYNTHIA13_CLASSES))
     atomic_write(out/'metrics.json', json.dumps(metrics, indent=1))
     torch.save(dict(state_dict=trainer.model.state_dict(), model=p.model, num_classes=train_ds.num_classes), out/'.model.pt.tmp')
     os.replace(out/'.model.pt.tmp', out/'model.pt')
     return Experiment(p, metrics, trainer, start_model, xv, yv, train_ds.classes, train_ds.palette, device)
 
-# %% ../nbs/08_experiment.ipynb #5a0cd77c
+# %% ../nbs/08_experiment.ipynb #39c952de
+def run_title(params:dict) -> str:
+    "A short name of a run for figure legends: 'classmix (12 labeled)', 'source only (synthstreets-sim)', 'dacs (synthstreets-sim)'."
+    if params.get('source'):
+        return f"{'source only' if params['method'] == 'supervised' else params['method']} ({params['source']})"
+    return f"{params['method']} ({params['labeled']} labeled)"
+
 def load_run_model(run_dir, device='cpu') -> torch.nn.Module:
     "The final student of a finished run (its `model.pt`), in eval mode."
     d = read_state_dict(Path(run_dir)/'model.pt')

@@ -15,8 +15,9 @@ from .datasets import DATASETS
 
 # %% auto #0
 __all__ = ['DEMO', 'STATS_REPORTS', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
-           'execute_notebook', 'record_for', 'read_index', 'update_index', 'write_index_html', 'expand_grid',
-           'run_name', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats']
+           'execute_notebook', 'record_for', 'read_index', 'update_index', 'thesis_tables', 'write_index_html',
+           'expand_grid', 'run_name', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats',
+           'ablation_runs', 'dacs_runs']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -101,7 +102,8 @@ def execute_notebook(template:Path, # the notebook to execute
         if handler: log.removeHandler(handler); log.setLevel(old)
 
 # %% ../nbs/09_runner.ipynb #ebb949dc
-def record_for(sweep:str, run:str, template:str, params:dict, status:str, error, run_dir:Path, report:Path, reports_dir:Path, seconds=None) -> dict:
+def record_for(sweep:str, run:str, template:str, params:dict, status:str, error, run_dir:Path, report:Path, reports_dir:Path, seconds=None,
+               label:str|None=None, baseline:str|None=None) -> dict:
     "The index record of a run (metrics read from its `metrics.json` when it has one)."
     m = {}
     f = Path(run_dir)/'metrics.json'
@@ -109,9 +111,9 @@ def record_for(sweep:str, run:str, template:str, params:dict, status:str, error,
     if template == 'experiment': params = {**asdict(ExperimentParams()), **m.get('params', {}), **params}
     params = {k: v for k, v in params.items() if k != 'out_dir'}
     rel = lambda p: os.path.relpath(p, reports_dir)
-    return dict(sweep=sweep, run=run, template=template, params=params, status=status, error=error,
+    return dict(sweep=sweep, run=run, label=label or params.get('method') or run, baseline=baseline, template=template, params=params, status=status, error=error,
                 miou=m.get('miou'), teacher_miou=m.get('teacher_miou'), start_miou=m.get('start_miou'), iou=m.get('iou'),
-                pixel_accuracy=m.get('pixel_accuracy'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
+                pixel_accuracy=m.get('pixel_accuracy'), miou13=m.get('miou13'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
                 seconds=round(seconds, 1) if seconds is not None else m.get('seconds'), device=m.get('device'),
                 report=rel(report) if Path(report).exists() else None, run_dir=rel(run_dir),
                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))
@@ -159,6 +161,76 @@ def _reports_html(sweep:str, rs:list) -> str:
                       "<table><tr><th>report</th><th>template</th><th>parameters</th><th>status</th><th>seconds</th><th>finished</th></tr>",
                       *rows, "</table>"])
 
+def _mean_std(v:list) -> str:
+    "'mean ± std (n)' of a list of numbers (sample standard deviation, as the thesis reports over runs)."
+    import statistics
+    if not v: return ''
+    if len(v) == 1: return f'{v[0]:.1f}'
+    return f'{statistics.mean(v):.1f} &plusmn; {statistics.stdev(v):.2f}'
+
+def _labeled_key(r:dict):
+    "Sort key of a labeled amount: its image count."
+    return (r.get('n_labeled') or 0, str(r['params'].get('labeled')))
+
+def _groups(rs:list) -> dict:
+    "(label, labeled) -> the finished runs of that row and column (over seeds), in order of first appearance."
+    out = {}
+    for r in rs:
+        if r['status'] == 'ok' and r.get('miou') is not None:
+            out.setdefault((r.get('label') or r['params'].get('method'), str(r['params'].get('labeled'))), []).append(r)
+    return out
+
+def _baseline_label(label:str, groups:dict, rs:list):
+    "The row a label is compared with: its runs' `baseline`, else the first supervised row (None for a supervised row)."
+    runs = [r for (l, _), g in groups.items() if l == label for r in g]
+    given = next((r.get('baseline') for r in runs if r.get('baseline')), None)
+    if given: return given
+    if all(r['params'].get('method') == 'supervised' for r in runs): return None
+    return next((l for (l, _), g in groups.items() if g[0]['params'].get('method') == 'supervised'), None)
+
+def thesis_tables(rs:list) -> str:
+    """The sweep's runs as the thesis tabulates them, means and sample standard deviations over seeds: methods by labeled
+    amount with the Delta to the supervised baseline (Table 4.1 layout) when the sweep has several labeled amounts, else
+    one row per setting with its Delta (Table 5.1 layout); and per-class IoU per row (Table 4.3 layout)."""
+    e, groups = html.escape, _groups(rs)
+    if not groups: return ''
+    labels = list(dict.fromkeys(l for l, _ in groups))
+    amounts = [a for a in dict.fromkeys(a for _, a in sorted(groups, key=lambda k: _labeled_key(groups[k][0])))]
+    mean = lambda l, a, key='miou': (sum(x[key] for x in groups[(l, a)])/len(groups[(l, a)])) if (l, a) in groups else None
+    out = []
+    if len(amounts) > 1:
+        head = ''.join(f"<th>{e(a)} ({groups[next(k for k in groups if k[1] == a)][0].get('n_labeled')})</th>" for a in amounts)
+        body = ''
+        for l in labels:
+            body += f"<tr><td>{e(l)}</td>" + ''.join(f"<td class='num'>{_mean_std([x['miou'] for x in groups.get((l, a), [])])}</td>" for a in amounts) + '</tr>'
+        for l in labels:
+            b = _baseline_label(l, groups, rs)
+            if b is None or b == l: continue
+            cells = ''.join(f"<td class='num'>{'' if mean(l, a) is None or mean(b, a) is None else f'{mean(l, a) - mean(b, a):+.2f}'}</td>" for a in amounts)
+            body += f"<tr class='delta'><td>&Delta; {e(l)} vs {e(b)}</td>{cells}</tr>"
+        out += ["<h3>mIoU by labeled images (thesis Table 4.1 layout; mean &plusmn; std over seeds)</h3>",
+                f"<table><tr><th>method</th>{head}</tr>{body}</table>"]
+    else:
+        a = amounts[0]; body = ''
+        has13 = any(x.get('miou13') is not None for g in groups.values() for x in g)
+        for l in labels:
+            g = groups[(l, a)]; b = _baseline_label(l, groups, rs)
+            d = '' if b is None or (b, a) not in groups else f'{mean(l, a) - mean(b, a):+.2f}'
+            m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
+            body += (f"<tr><td>{e(l)}</td><td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
+                     f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td><td class='num'>{len(g)}</td></tr>")
+        out += [f"<h3>Settings compared (thesis Table 5.1 layout; labeled: {e(a)}; mean &plusmn; std over seeds)</h3>",
+                f"<table><tr><th>setting</th><th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>runs</th></tr>{body}</table>"]
+    classes = list(next(iter(groups.values()))[0]['iou'])
+    head = ''.join(f'<th>{e(c)}</th>' for c in classes)
+    body = ''
+    for (l, a), g in groups.items():
+        iou = lambda c: [x['iou'][c] for x in g if x['iou'].get(c) is not None]
+        cells = ''.join(f"<td class='num'>{'' if not iou(c) else f'{sum(iou(c))/len(iou(c)):.1f}'}</td>" for c in classes)
+        body += f"<tr><td>{e(l)}{'' if len(amounts) == 1 else f' ({e(a)})'}</td>{cells}<td class='num'><b>{mean(l, a):.1f}</b></td></tr>"
+    out += ["<h3>Per-class IoU (thesis Table 4.3 layout; means over seeds)</h3>", f"<table><tr><th></th>{head}<th>mIoU</th></tr>{body}</table>"]
+    return '\n'.join(out)
+
 def _sweep_html(sweep:str, rs:list) -> str:
     if not any(r['template'] == 'experiment' for r in rs): return _reports_html(sweep, rs)
     e = html.escape
@@ -179,11 +251,7 @@ def _sweep_html(sweep:str, rs:list) -> str:
            "<th>&Delta; vs supervised</th><th>teacher mIoU</th><th>start mIoU</th><th>seconds</th></tr>", *rows, "</table>"]
     ok = [r for r in rs if r['status'] == 'ok' and r.get('iou')]
     if ok:
-        classes = list(ok[0]['iou'])
-        head = ''.join(f'<th>{e(c)}</th>' for c in classes)
-        body = ''.join(f"<tr><td>{e(r['run'])}</td>" + ''.join(f"<td class='num'>{_fmt(r['iou'].get(c))}</td>" for c in classes)
-                       + f"<td class='num'><b>{_fmt(r['miou'])}</b></td></tr>" for r in ok)
-        out += ["<h3>Per-class IoU (%)</h3>", f"<table><tr><th>run</th>{head}<th>mIoU</th></tr>{body}</table>"]
+        out.insert(1, thesis_tables(rs))
         import matplotlib; matplotlib.use('Agg')
         import matplotlib.pyplot as plt
         fig, ax = plt.subplots(figsize=(max(4, 1.1*len(ok) + 1.5), 3))
@@ -196,7 +264,7 @@ def _sweep_html(sweep:str, rs:list) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}
 td.num{text-align:right;font-variant-numeric:tabular-nums}td.ok{color:#17702a}td.failed,td.err{color:#b00020}td.pending{color:#a66f00}
-h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}.meta{color:#666;font-size:12px}"""
+h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}tr.delta td{color:#555;font-style:italic}.meta{color:#666;font-size:12px}"""
 
 def write_index_html(reports_dir:Path, records:list|None=None) -> Path:
     "Write `reports_dir/index.html` from the records (default: `index.json`)."
@@ -242,9 +310,10 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     s = settings or load_settings()
     if not re.fullmatch(r'[A-Za-z0-9_.+-]+', sweep): raise ParameterError(f"sweep={sweep!r} must be letters, digits, '_', '.', '+' or '-'")
     runs_dir, reports_dir = ensure_dir(Path(s.runs_dir)/sweep, 'runs_dir'), ensure_dir(Path(s.reports_dir)/sweep, 'reports_dir')
-    plan = []
+    plan, labels = [], {}   # labels: run -> (row label in the sweep's tables, the label of its baseline)
     for r in runs:
         r = dict(r); name = r.pop('run', None) or run_name(r); tpl = r.pop('template', template)
+        labels[name] = (r.pop('label', None), r.pop('baseline', None))
         r['out_dir'] = str(ensure_dir(r['out_dir'], 'out_dir') if r.get('out_dir') else runs_dir/name)
         check_params(tpl, r)
         plan.append((name, tpl, r))
@@ -252,7 +321,8 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     if len(set(names)) != len(names): raise ParameterError(f"sweep {sweep!r} has two runs named {next(n for n in names if names.count(n) > 1)!r}; give them 'run' names")
     dirs = {n: p['out_dir'] for n, _, p in plan}
     records, t_sweep = [], time.time()
-    update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']), reports_dir/f'{n}.html', Path(s.reports_dir)) for n, t, p in plan])
+    update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
+                                                  reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan])
     for i, (name, tpl, params) in enumerate(plan, 1):
         run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -266,7 +336,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         else:
             status, error = execute_notebook(template_path(tpl), params, run_dir/f'{tpl}.ipynb', stream=stream)
             if (run_dir/f'{tpl}.ipynb').is_file(): notebook_to_html(run_dir/f'{tpl}.ipynb', report)
-        rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0)
+        rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
         if rec['status'] == 'ok' and tpl == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
         records.append(rec)
         update_index(Path(s.reports_dir), [rec])
@@ -284,7 +354,7 @@ def demo_runs(iterations:int|None=None, device:str|None=None, **overrides) -> li
     return [dict(base, run='sim-pretrained', method='supervised', iterations=0),
             dict(base, run='supervised', method='supervised'),
             dict(base, run='full-supervision', method='supervised', labeled='all'),
-            dict(base, run='classmix', method='classmix', compare_with=['supervised', 'full-supervision'])]
+            dict(base, run='classmix', method='classmix', strong_aug=True, align=True, compare_with=['supervised', 'full-supervision'])]
 
 def demo(iterations:int|None=None, # training iterations of each run (default: the experiment notebook's)
          device:str|None=None, # default: the settings' device
@@ -322,3 +392,40 @@ def dataset_stats(runs:list|None=None, # one dict of `dataset_stats` parameters 
     runs = [dict(r, run=r.get('run') or stats_name(r)) for r in (runs or STATS_REPORTS)]
     run_sweep('dataset-stats', runs, template='dataset_stats', settings=s, force=force)
     return Path(s.reports_dir)/'index.html'
+
+# %% ../nbs/09_runner.ipynb #97d09a7c
+def _slug(label:str) -> str: return re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')
+
+def ablation_runs(iterations:int=500, # iterations of each run (the 2x row doubles it)
+                  seeds=(0,), **base) -> list:
+    "The runs of the Table 5.1 ablation on SynthStreets (real style), one per setting and seed."
+    h, w = base.get('height', 96), base.get('width', 192)
+    crop = f'{h}x{min(h, w)}'   # the thesis crops 512x512 from 512x1024 images: square crops of the image height
+    settings = [('Baseline', dict(method='supervised'), None), ('Default SSL (ClassMix)', dict(method='classmix'), None),
+                ('CowMix', dict(method='cowmix'), None), ('CutMix', dict(method='cutmix'), None),
+                ('Sigmoid ramp up', dict(method='classmix', weighting='sigmoid'), None),
+                ('Pixelwise threshold', dict(method='classmix', weighting='pixelwise'), None),
+                ('Constant unsupervised weight', dict(method='classmix', weighting='constant'), None),
+                ('Squared error loss', dict(method='classmix', unsup_loss='mse'), None),
+                ('No pseudo-label', dict(method='classmix', target='soft'), None),
+                ('Random crop baseline', dict(method='supervised', crop=crop), None),
+                ('Random crop', dict(method='classmix', crop=crop), 'Random crop baseline'),
+                ('Extra augmentations', dict(method='classmix', strong_aug=True), None),
+                ('Distribution alignment', dict(method='classmix', align=True), None),
+                ('2x iterations', dict(method='classmix', iterations=2*iterations), None)]
+    runs = []
+    for seed in seeds:
+        for label, kw, baseline in settings:
+            r = {**DEMO, 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}"}
+            if baseline: r['baseline'] = baseline
+            if kw['method'] != 'supervised': r['compare_with'] = [f"{_slug(baseline or 'Baseline')}_seed-{seed}"]   # Fig. 4.2
+            runs.append(r)
+    return runs
+
+def dacs_runs(iterations:int=1000, seeds=(0,), **base) -> list:
+    "The runs of the Table 5.2 domain-adaptation comparison on SynthStreets sim -> real."
+    settings = [('Source only', dict(method='supervised')), ('IntraMix', dict(method='classmix')),
+                ('Distribution-aligned IntraMix', dict(method='classmix', align=True)), ('InterMix (DACS)', dict(method='dacs'))]
+    return [{**DEMO, 'labeled': 'all', 'source': 'synthstreets-sim', 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label,
+             'run': f"{_slug(label)}_seed-{seed}", **({} if kw['method'] == 'supervised' else {'compare_with': [f'source-only_seed-{seed}']})}   # Fig. 4.3
+            for seed in seeds for label, kw in settings]

@@ -25,7 +25,7 @@ ROAD, SIDEWALK, BUILDING, FENCE, POLE, SIGN, VEG, TERRAIN, SKY, PERSON, CAR = ra
 PALETTE = np.array([[128, 64, 128], [244, 35, 232], [70, 70, 70], [190, 153, 153], [153, 153, 153], [220, 220, 0],
                     [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60], [0, 0, 142]], np.uint8)
 #: bump when a change to the generator changes its images: cached datasets are keyed by it
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 
 # %% ../nbs/01_synthstreets.ipynb #a842f74e
 @dataclass(frozen=True)
@@ -227,9 +227,9 @@ def build_street(cv:Canvas):
         for z in per100(st.trees):
             objs.append((z, draw_tree, dict(X=outer + sgn*(rng.uniform(0.3, max(tw, 0.6)) if tw else -rng.uniform(0.4, 0.9)))))
         zp, spacing = rng.uniform(3, 15), 100/max(st.poles, 1e-3)
-        while zp < 120:
+        while zp < 80:
             objs.append((zp, draw_pole, dict(X=edge + sgn*rng.uniform(0.3, 0.7)))); zp += spacing*rng.uniform(0.6, 1.4)
-        for z in per100(st.persons): objs.append((z, draw_person, dict(X=rng.uniform(*sorted((edge + sgn*0.4, outer - sgn*0.3))))))
+        for z in per100(st.persons, 2., 60.): objs.append((z, draw_person, dict(X=rng.uniform(*sorted((edge + sgn*0.4, outer - sgn*0.3))))))
         for z in per100(st.parked): objs.append((z, draw_car, dict(X=edge - sgn*1.1, facing=1)))
     for k in range(lanes):
         xc = rl + (k + 0.5)*lw
@@ -255,7 +255,7 @@ def draw_tree(cv, z, X):
 def draw_pole(cv, z, X):
     rng = cv.rng
     if not cv.visible(z, 0.15): return
-    ph, pw = rng.uniform(3.5, 9.0), rng.uniform(0.12, 0.3)
+    ph, pw = rng.uniform(3.5, 9.0), rng.uniform(0.15, 0.35)
     p = cv.add(POLE, cv.jitter(cv.class_rgb[POLE]), 'flat', z)
     cv.rect(p, X - pw/2, X + pw/2, 0, ph, z)
     if ph > 6 and rng.random() < 0.5:  # a street-light arm over the road

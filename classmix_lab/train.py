@@ -6,20 +6,20 @@ Docs: https://github.com/classmix-lab/classmix_lab/train.html.md"""
 
 # %% ../nbs/06_train.ipynb #9f0fefe6
 from __future__ import annotations
-import copy, io, math, sys, time
+import copy, io, json, math, sys, time
 from dataclasses import dataclass, asdict, field, fields
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .config import ParameterError, check_choice, atomic_write
 from .data import IGNORE_INDEX
-from .masks import classmix_masks, paste_onto_next, mix
+from .masks import MASKS, ERASING, make_masks, classmix_masks, paste_onto_next, mix
 from .model import param_groups
 
 # %% auto #0
-__all__ = ['WEIGHTINGS', 'UNSUP_LOSSES', 'MASKS', 'METHODS', 'STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss',
-           'colour_jitter', 'gaussian_blur', 'strong_augment', 'MixConsistency', 'make_method', 'StepContext',
-           'Trainer']
+__all__ = ['WEIGHTINGS', 'UNSUP_LOSSES', 'METHODS', 'STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss',
+           'colour_jitter', 'gaussian_blur', 'strong_augment', 'MixConsistency', 'CrossDomainMix', 'make_method',
+           'StepContext', 'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 @dataclass
@@ -138,48 +138,112 @@ def strong_augment(x:torch.Tensor, generator:torch.Generator|None=None, p_jitter
     blurred = gaussian_blur(x, sigma[0] + (sigma[1] - sigma[0])*u[2])
     return torch.where(u[1] < p_blur, blurred, x)
 
-# %% ../nbs/06_train.ipynb #6b68dbf4
-MASKS = ('classmix',)
-
+# %% ../nbs/06_train.ipynb #502d3986
 @dataclass
 class MixConsistency:
     "Mean-teacher consistency between mixed unlabeled images and the mixed teacher predictions."
-    mask: str = 'classmix'  # how the mixing mask is made (see `MASKS`)
+    mask: str = 'classmix'  # how the mixing mask is made: a key of `classmix_lab.masks.MASKS`
     weighting: str = 'threshold_proportional'  # see `WEIGHTINGS`
     loss: str = 'ce'  # 'ce' or 'mse'
     target: str = 'pseudo'  # 'pseudo' (one-hot argmax) or 'soft' (probabilities)
     tau: float = 0.968  # confidence threshold
     lambda_u: float = 1.0  # lambda_u0, scale of the unsupervised loss
-    p: float = 0.5  # ClassMix: proportion of the present classes pasted
+    p: float|tuple|None = None  # mask proportion (ClassMix: of the present classes); None: the kind's default
+    sigma: tuple|None = None  # CowMix/CowOut smoothing range (px); None: (8, 32) scaled by image height / 512
     ramp_iters: int = 10000  # sigmoid weighting: k_max
     strong_aug: bool = False  # colour jitter and blur of the mixed images (thesis "extra augmentations")
+    align: tuple = ()  # distribution alignment: the target class distribution (empty: off)
+    align_alpha: float = 0.99  # EMA of the pseudo-label class distribution it is aligned from
 
     def __post_init__(self):
-        check_choice('mask', self.mask, MASKS); check_choice('weighting', self.weighting, WEIGHTINGS)
+        check_choice('mask', self.mask, list(MASKS)); check_choice('weighting', self.weighting, WEIGHTINGS)
         check_choice('loss', self.loss, UNSUP_LOSSES); check_choice('target', self.target, ('pseudo', 'soft'))
         if not 0 < self.tau < 1: raise ParameterError(f"tau={self.tau} must be in (0, 1)")
+        if self.align and (min(self.align) < 0 or abs(sum(self.align) - 1) > 1e-3):
+            raise ParameterError(f"align must be a class distribution (non-negative, summing to 1), got sum {sum(self.align):.3f}")
+        self._running = None  # the EMA of the pseudo-label distribution (distribution alignment)
+
+    def mask_params(self, height:int) -> dict:
+        "The keyword arguments of this mask kind for images of `height` rows."
+        kw = {} if self.p is None else dict(p=self.p)
+        if self.mask in ('cowmix', 'cowout'): kw['sigma'] = self.sigma or (8*height/512, 32*height/512)
+        return kw
 
     def make_mask(self, pseudo:torch.Tensor, num_classes:int, g:torch.Generator) -> torch.Tensor:
-        return classmix_masks(pseudo, num_classes, g, self.p)
+        return make_masks(self.mask, pseudo, num_classes, g, **self.mask_params(pseudo.shape[-2]))
+
+    def teacher_view(self, ctx:'StepContext'):
+        "The teacher's probabilities on the unlabeled batch (distribution-aligned when `align` is set)."
+        prob = ctx.mean_teacher.probs(ctx.x_u)
+        return self.aligned(prob) if self.align else prob
 
     def __call__(self, ctx:'StepContext'):
         "The weighted unsupervised loss of one step and its statistics."
         x_u = ctx.x_u
-        prob = ctx.mean_teacher.probs(x_u)
+        prob = self.teacher_view(ctx)
         conf, pseudo = prob.max(1)
         M = self.make_mask(pseudo, prob.shape[1], ctx.generator)
         w = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
-        x_mix = paste_onto_next(M, x_u)
+        target = pseudo if self.target == 'pseudo' else prob
+        if self.mask in ERASING:
+            x_s, w_s = mix(M, x_u.mean((0, 2, 3), keepdim=True).expand_as(x_u), x_u), w*(~M)
+        else:
+            x_s, target, w_s = paste_onto_next(M, x_u), paste_onto_next(M, target), paste_onto_next(M, w)
+        if self.strong_aug: x_s = strong_augment(x_s, ctx.generator)
+        loss = (pixel_loss(self.loss, ctx.student(x_s).float(), target)*w_s).mean()
+        return self.lambda_u*loss, dict(loss_u=loss.detach(), confident=(conf > self.tau).float().mean(), weight=w_s.mean())
+
+    def state_dict(self): return {'running': self._running}
+    def load_state_dict(self, d): self._running = d['running']
+
+# %% ../nbs/06_train.ipynb #84d302d7
+@patch
+@torch.no_grad()
+def aligned(self:MixConsistency, prob:torch.Tensor) -> torch.Tensor:
+    "Distribution-aligned probabilities (B, C, H, W); updates the running pseudo-label distribution."
+    C = prob.shape[1]
+    target = torch.tensor(self.align, dtype=prob.dtype, device=prob.device)
+    if target.numel() != C: raise ParameterError(f"align has {target.numel()} classes, the model predicts {C}")
+    freq = torch.bincount(prob.argmax(1).flatten(), minlength=C).to(prob.dtype)/prob[:, 0].numel()
+    self._running = freq if self._running is None else self.align_alpha*self._running.to(prob.device) + (1 - self.align_alpha)*freq
+    q = prob*(target/self._running.clamp_min(1e-6)).view(1, C, 1, 1)
+    return q/q.sum(1, keepdim=True)
+
+# %% ../nbs/06_train.ipynb #ec505ac6
+@dataclass
+class CrossDomainMix(MixConsistency):
+    "DACS: source classes (from the ground truth) pasted onto target images, trained against the mixed labels."
+    strong_aug: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mask != 'classmix': raise ParameterError(f"mask={self.mask!r}: DACS mixes with ClassMix masks of the source labels")
+        if self.target != 'pseudo' or self.loss != 'ce': raise ParameterError("DACS trains with cross-entropy against pseudo-labels (target='pseudo', loss='ce')")
+
+    def __call__(self, ctx:'StepContext'):
+        prob = self.teacher_view(ctx)
+        conf, pseudo = prob.max(1)
+        src = torch.arange(len(ctx.x_u), device=ctx.x_u.device) % len(ctx.x_l)
+        x_s, y_s = ctx.x_l[src], ctx.y_l[src]
+        M = classmix_masks(y_s, prob.shape[1], ctx.generator, 0.5 if self.p is None else self.p)
+        w_t = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
+        x_mix = mix(M, x_s, ctx.x_u)
+        y_mix = mix(M, y_s, pseudo)
+        w_mix = torch.where(M, torch.ones_like(w_t), w_t)
         if self.strong_aug: x_mix = strong_augment(x_mix, ctx.generator)
-        target = paste_onto_next(M, pseudo if self.target == 'pseudo' else prob)
-        w_mix = paste_onto_next(M, w)
-        loss = (pixel_loss(self.loss, ctx.student(x_mix).float(), target)*w_mix).mean()
+        ce = F.cross_entropy(ctx.student(x_mix).float(), y_mix, ignore_index=IGNORE_INDEX, reduction='none')
+        loss = (ce*w_mix).mean()
         return self.lambda_u*loss, dict(loss_u=loss.detach(), confident=(conf > self.tau).float().mean(), weight=w_mix.mean())
 
-# %% ../nbs/06_train.ipynb #b3c45f66
+# %% ../nbs/06_train.ipynb #31e71651
 METHODS = {
-    'supervised': None,
-    'classmix': dict(mask='classmix'),
+    'supervised': None,  # no unsupervised term (with a source dataset: source-only)
+    'classmix': dict(mask='classmix'),  # the thesis's SSL method (with a source dataset: IntraMix)
+    'cutmix': dict(mask='cutmix'),
+    'cowmix': dict(mask='cowmix'),
+    'cutout': dict(mask='cutout'),
+    'cowout': dict(mask='cowout'),
+    'dacs': dict(cls=CrossDomainMix),  # InterMix: source classes pasted onto target images
 }
 
 def make_method(name:str, # a key of `METHODS`
@@ -187,12 +251,13 @@ def make_method(name:str, # a key of `METHODS`
     "The unsupervised term of method `name` (None for supervised training)."
     spec = METHODS[check_choice('method', name, list(METHODS))]
     if spec is None: return None
-    known = {f.name for f in fields(MixConsistency)}
+    spec = dict(spec); cls = spec.pop('cls', MixConsistency)
+    known = {f.name for f in fields(cls)}
     bad = [k for k in overrides if k not in known]
     if bad: raise ParameterError(f"{bad[0]!r} is not a setting of method {name!r}; settings: {', '.join(sorted(known))}")
-    return MixConsistency(**{**spec, **overrides})
+    return cls(**{**spec, **overrides})
 
-# %% ../nbs/06_train.ipynb #fab9795c
+# %% ../nbs/06_train.ipynb #f2d777d4
 @dataclass
 class StepContext:
     "What a method sees of one training step."
@@ -206,7 +271,7 @@ class StepContext:
 
 STATS = ('loss', 'loss_l', 'loss_u', 'confident', 'weight', 'lr')
 
-# %% ../nbs/06_train.ipynb #b1fe0489
+# %% ../nbs/06_train.ipynb #25623fd9
 class Trainer:
     "Trains `model` on labeled batches, with an optional unsupervised `method` on unlabeled batches."
     def __init__(self, model:nn.Module, # the student (on `device`)
@@ -216,11 +281,13 @@ class Trainer:
                  config:TrainConfig|None=None,
                  device='cpu',
                  checkpoint:Path|str|None=None, # where to save and resume from
-                 progress:str|None='log'): # 'bar' (tqdm), 'log' (a line every log_every steps) or None
+                 progress:str|None='log', # 'bar' (tqdm), 'log' (a line every log_every steps) or None
+                 log_file:Path|str|None=None): # JSON lines: one row of statistics every log_every steps, as they come
         self.model, self.labeled, self.unlabeled, self.method = model, labeled, unlabeled, method
         self.cfg, self.device = config or TrainConfig(), torch.device(device)
         if method is not None and unlabeled is None: raise ParameterError("an unsupervised method needs unlabeled batches")
         self.checkpoint, self.progress = (Path(checkpoint) if checkpoint else None), check_choice('progress', progress, ('bar', 'log', None))
+        self.log_file = Path(log_file) if log_file else None
         self.mean_teacher = MeanTeacher(model, self.cfg.ema_alpha)
         self.opt = torch.optim.SGD(param_groups(model, self.cfg.lr, self.cfg.classifier_lr_mult), lr=self.cfg.lr,
                                    momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
@@ -254,7 +321,7 @@ class Trainer:
         row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
         self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in STATS])
 
-# %% ../nbs/06_train.ipynb #76866c5b
+# %% ../nbs/06_train.ipynb #82ea2e5a
 def _rng_state(obj):
     if obj is None or not hasattr(obj, 'state_dict'): return None
     return obj.state_dict()
@@ -265,7 +332,8 @@ def save_checkpoint(self:Trainer):
     "Write the full training state to `self.checkpoint`, atomically."
     state = dict(iteration=self.iteration, student=self.model.state_dict(), teacher=self.teacher.state_dict(),
                  optimizer=self.opt.state_dict(), generator=self.g.get_state(), torch_rng=torch.get_rng_state(),
-                 labeled=_rng_state(self.labeled), unlabeled=_rng_state(self.unlabeled), stats=self.stats.cpu(),
+                 labeled=_rng_state(self.labeled), unlabeled=_rng_state(self.unlabeled), method_state=_rng_state(self.method),
+                 stats=self.stats.cpu(),
                  history=self.history, seconds=self.seconds, config=asdict(self.cfg),
                  method=None if self.method is None else asdict(self.method))
     buf = io.BytesIO(); torch.save(state, buf)
@@ -281,12 +349,12 @@ def load_checkpoint(self:Trainer) -> bool:
     self.model.load_state_dict(st['student']); self.teacher.load_state_dict(st['teacher'])
     self.opt.load_state_dict(st['optimizer']); self.g.set_state(st['generator'].cpu() if self.device.type == 'cpu' else st['generator'])
     torch.set_rng_state(st['torch_rng'].cpu())
-    for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled')):
-        if st[key] is not None: src.load_state_dict(st[key])
+    for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled'), (self.method, 'method_state')):
+        if st.get(key) is not None: src.load_state_dict(st[key])
     self.stats.copy_(st['stats']); self.iteration, self.history, self.seconds = st['iteration'], st['history'], st['seconds']
     return True
 
-# %% ../nbs/06_train.ipynb #3fef20c5
+# %% ../nbs/06_train.ipynb #c0f9a8d8
 def _log_row(self:Trainer, k:int) -> dict:
     "Average statistics of the steps since the last row, read back from the device once."
     lo = self.history[-1]['iteration'] if self.history else 0
@@ -311,6 +379,8 @@ def fit(self:Trainer):
     K, cfg = self.cfg.iterations, self.cfg
     if self._resumed is None: self._resumed = self.load_checkpoint()
     if self._resumed and self.progress: print(f"resumed from {self.checkpoint} at iteration {self.iteration}", flush=True)
+    if self.log_file:  # start from the rows the (restored) history has: a killed run may have logged past its checkpoint
+        atomic_write(self.log_file, ''.join(json.dumps(r) + '\n' for r in self.history))
     bar = None
     if self.progress == 'bar':
         from tqdm.auto import tqdm
@@ -324,13 +394,15 @@ def fit(self:Trainer):
         self.seconds = time.perf_counter() - t0
         if k % cfg.log_every == 0 or k == K:
             row = _log_row(self, k)
+            if self.log_file:
+                with open(self.log_file, 'a') as fh: fh.write(json.dumps(row) + '\n')
             if bar is not None: bar.update(k - bar.n); bar.set_postfix_str(_fmt(row, K).split(' | ', 1)[1])
             elif self.progress == 'log': print(_fmt(row, K), flush=True)
         if self.checkpoint and ((cfg.checkpoint_every and k % cfg.checkpoint_every == 0) or k == K): self.save_checkpoint()
     if bar is not None: bar.close()
     return self.history
 
-# %% ../nbs/06_train.ipynb #f544589f
+# %% ../nbs/06_train.ipynb #c4824f53
 @patch
 def per_iteration(self:Trainer, stat:str) -> list:
     "One statistic at every iteration so far (NaN where a step did not record it)."

@@ -123,3 +123,47 @@ def test_a_split_file_is_the_labeled_set(tmp_path, monkeypatch):
 def test_committed_camvid_split_validates_against_the_real_data(tmp_path):
     p = validate(_real_dataset_params(tmp_path, dataset='camvid', labeled='splits/camvid/30_seed3.txt', method='classmix'))
     assert p.labeled == 'splits/camvid/30_seed3.txt'
+
+
+# --- domain adaptation -------------------------------------------------------------------------------------------
+
+def da(tmp_path, **kw):
+    return params(tmp_path, **{'source': 'synthstreets-sim', 'n_source': 12, 'labeled': 'all', **kw})
+
+
+@pytest.mark.parametrize('method, align', [('supervised', False), ('classmix', True), ('dacs', False)])
+def test_domain_adaptation_on_synthstreets(tmp_path, method, align):
+    "Source-only, distribution-aligned IntraMix and InterMix: every source image labeled, every target image unlabeled."
+    m = run_experiment(da(tmp_path, method=method, align=align), progress=None).metrics
+    assert m['n_labeled'] == 12 and m['n_unlabeled'] == (0 if method == 'supervised' else 24) and m['n_val'] == 8
+    if align:
+        from classmix_lab.datasets import get_dataset
+        from classmix_lab.experiment import class_distribution
+        target = get_dataset('synthstreets', 'train', style='real', **{k: TINY[k] for k in ('height', 'width', 'n_train', 'n_val')})
+        assert m['align_to'] == pytest.approx(list(class_distribution(target, 11))) and sum(m['align_to']) == pytest.approx(1)
+
+
+@pytest.mark.parametrize('kw, msg', [
+    (dict(method='dacs', source=''), "method='dacs' mixes a source domain into the target: give source="),
+    (dict(source='carla'), "source='carla' is not one of: synthstreets-sim, gta5, synthia"),
+    (dict(source='gta5'), "source='gta5' adapts to cityscapes, not dataset='synthstreets'"),
+    (dict(source='synthstreets-sim', method='cutout'), "method='cutout' is a semi-supervised method"),
+    (dict(cow_sigma='9,3'), r"cow_sigma='9,3': need 0 < lo <= hi"),
+    (dict(mask_p=1.5), r'mask_p=1.5 must be in \(0, 1\]'),
+])
+def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
+    with pytest.raises(ParameterError, match=msg):
+        validate(params(tmp_path, **kw))
+
+
+def test_synthia_to_cityscapes_reports_16_and_13_class_miou(tmp_path, monkeypatch):
+    "SYNTHIA (16-bit labels) -> Cityscapes in their real layouts: 16 shared classes, mIoU over 16 and over 13 (Table 4.4)."
+    import dataset_trees as trees
+    from classmix_lab.datasets import SYNTHIA16_CLASSES
+    monkeypatch.setenv('CLASSMIX_LAB_SYNTHIA_ROOT', str(trees.synthia(tmp_path/'synthia', n=3)))
+    monkeypatch.setenv('CLASSMIX_LAB_CITYSCAPES_ROOT', str(trees.cityscapes(tmp_path/'cityscapes')))
+    p = ExperimentParams(dataset='cityscapes', source='synthia', method='dacs', labeled='all', init='none', iterations=2,
+                         batch_size=2, batch_size_u=2, crop='64x64', workers=0, log_every=1, out_dir=str(tmp_path/'run'))
+    m = run_experiment(p, progress=None).metrics
+    assert tuple(m['classes']) == SYNTHIA16_CLASSES and 'miou13' in m and 0 <= m['miou13'] <= 100
+    assert m['n_labeled'] == 3 and m['n_unlabeled'] == 3

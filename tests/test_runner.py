@@ -4,7 +4,7 @@ import json, os, re, shutil
 from pathlib import Path
 import pytest
 from classmix_lab.config import load_settings, ParameterError
-from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, notebook_to_html
+from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, check_params, notebook_to_html
 from classmix_lab.experiment import ExperimentParams, validate
 from conftest import TINY, _session_cache
 
@@ -85,6 +85,23 @@ def test_demo_runs_are_valid_experiments(tmp_path):
     for r in runs:
         validate(ExperimentParams(**{k: v for k, v in r.items() if k not in ('run', 'compare_with')}, out_dir=str(tmp_path)))
     assert {r['labeled'] for r in runs if r['run'] != 'full-supervision'} == {'12'} and runs[2]['labeled'] == 'all'
+    # every run but the one under test starts from the same weights with the same iterations and seed
+    assert len({(r['init'], r['seed']) for r in runs}) == 1
+
+
+def test_thesis_sweeps_are_valid_experiments(tmp_path):
+    for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000)):
+        names = [r['run'] for r in runs]
+        assert len(set(names)) == len(names)
+        for r in runs:
+            check_params('experiment', {**{k: v for k, v in r.items() if k not in ('run', 'label', 'baseline')}, 'out_dir': str(tmp_path)})
+            for other in r.get('compare_with', []): assert other in names, (r['run'], other)   # Fig. 4.2 partners exist
+    ab = {r['label']: r for r in ablation_runs(500)}
+    assert ab['2x iterations']['iterations'] == 1000 and ab['CowMix']['method'] == 'cowmix'
+    assert ab['Random crop']['baseline'] == 'Random crop baseline' and ab['Random crop']['crop'] == '96x96'
+    da = {r['label']: r for r in dacs_runs()}
+    assert [da[k]['method'] for k in ('Source only', 'IntraMix', 'Distribution-aligned IntraMix', 'InterMix (DACS)')] == ['supervised', 'classmix', 'classmix', 'dacs']
+    assert all(r['source'] == 'synthstreets-sim' and r['labeled'] == 'all' for r in da.values())
 
 
 # --- in a real browser ---------------------------------------------------------------------------------------------

@@ -101,3 +101,19 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     make_trainer(iterations=5, checkpoint=ck).fit()
     with pytest.raises(ParameterError, match='written by a run with other settings'):
         make_trainer(iterations=6, checkpoint=ck).fit()
+
+
+def test_statistics_are_logged_as_json_lines_and_a_resumed_log_has_no_duplicates(tmp_path):
+    import json
+    ck, log = tmp_path/'c.pt', tmp_path/'log.jsonl'
+    first = make_trainer('classmix', iterations=20, checkpoint=ck, every=10)
+    first.log_file = log
+    first.labeled = StopAfter(first.labeled, 17)        # killed after logging rows 5, 10 and 15, checkpoint at 10
+    with pytest.raises(Interrupt): first.fit()
+    assert [json.loads(l)['iteration'] for l in log.read_text().splitlines()] == [5, 10, 15]
+    second = make_trainer('classmix', iterations=20, checkpoint=ck, every=10)
+    second.log_file = log
+    second.fit()
+    rows = [json.loads(l) for l in log.read_text().splitlines()]
+    assert [r['iteration'] for r in rows] == [5, 10, 15, 20] and rows == second.history
+    assert {'loss', 'loss_l', 'loss_u', 'confident', 'lr', 'seconds'} <= set(rows[-1])

@@ -99,12 +99,12 @@ def test_explorer_redraws_when_a_control_changes(lab):
         browser = p.chromium.launch(executable_path=exe, args=['--no-sandbox', '--disable-gpu', '--disable-background-networking'])
         try:
             page = browser.new_page(viewport=dict(width=1500, height=1000))
-            page.set_default_timeout(60_000)
+            page.set_default_timeout(180_000)   # a loaded CI machine imports torch slowly
             page.goto(f'{url}/lab/tree/{NOTEBOOK.name}?token={token}')
             page.wait_for_selector('.jp-NotebookPanel .jp-Cell', state='visible')
             page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')     # the kernel is up
             image = page.locator('.jp-OutputArea-output img.widget-image').first
-            _run_all_until(page, image, timeout=180)
+            _run_all_until(page, image, timeout=420)
             page.wait_for_function("() => { const i = document.querySelector('img.widget-image'); return i && i.complete && i.naturalWidth > 0; }")
             status = page.locator('.jp-OutputArea-output .widget-html-content', has_text='classmix').first
             status.wait_for()

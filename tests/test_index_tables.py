@@ -1,0 +1,43 @@
+"""The index's thesis-style tables: means and sample standard deviations over seeds, Deltas to the right baseline."""
+import re
+from classmix_lab.runner import thesis_tables
+
+
+def rec(label, labeled, seed, miou, method='classmix', n=None, baseline=None, iou=None):
+    return dict(sweep='s', run=f'{label}-{labeled}-{seed}', label=label, baseline=baseline, status='ok', miou=miou, teacher_miou=miou + 1,
+                n_labeled=n or int(labeled), iou=iou or {'road': miou, 'sky': None}, params=dict(method=method, labeled=labeled, seed=seed))
+
+
+def cells(html, row):
+    "The cell texts of the table row whose first cell is `row`."
+    m = re.search(r'<tr[^>]*><td>' + re.escape(row) + r'</td>(.*?)</tr>', html)
+    return [re.sub('<[^>]+>', '', c) for c in re.findall(r'<td[^>]*>(.*?)</td>', m.group(1))]
+
+
+def test_methods_by_labeled_amount_with_deltas():
+    rs = [rec('Baseline', '12', 0, 30., 'supervised'), rec('Baseline', '12', 1, 32., 'supervised'),
+          rec('ClassMix', '12', 0, 35.), rec('ClassMix', '12', 1, 39.),
+          rec('Baseline', '30', 0, 40., 'supervised'), rec('ClassMix', '30', 0, 43.)]
+    html = thesis_tables(rs)
+    assert 'Table 4.1 layout' in html
+    assert cells(html, 'Baseline')[:2] == ['31.0 &plusmn; 1.41', '40.0']
+    assert cells(html, 'ClassMix')[:2] == ['37.0 &plusmn; 2.83', '43.0']
+    assert cells(html, '&Delta; ClassMix vs Baseline') == ['+6.00', '+3.00']
+    assert html.index('12 (12)') < html.index('30 (30)')            # columns ordered by labeled count
+
+
+def test_settings_table_uses_each_rows_baseline():
+    rs = [rec('Baseline', '12', 0, 30., 'supervised'), rec('ClassMix', '12', 0, 36.),
+          rec('Random crop baseline', '12', 0, 33., 'supervised'), rec('Random crop', '12', 0, 37., baseline='Random crop baseline')]
+    html = thesis_tables(rs)
+    assert 'Table 5.1 layout' in html
+    assert cells(html, 'ClassMix')[:2] == ['36.0', '+6.00'] and cells(html, 'Random crop')[:2] == ['37.0', '+4.00']
+    assert cells(html, 'Baseline')[1] == '' and cells(html, 'Random crop baseline')[1] == ''
+
+
+def test_failed_runs_are_left_out_of_the_means_and_absent_classes_stay_empty():
+    rs = [rec('Baseline', '12', 0, 30., 'supervised'), dict(rec('Baseline', '12', 1, 99., 'supervised'), status='failed')]
+    html = thesis_tables(rs)
+    assert cells(html, 'Baseline')[0] == '30.0'
+    per_class = html[html.index('Table 4.3'):]
+    assert cells(per_class, 'Baseline') == ['30.0', '', '30.0']
