@@ -172,21 +172,32 @@ def _labeled_key(r:dict):
     "Sort key of a labeled amount: its image count."
     return (r.get('n_labeled') or 0, str(r['params'].get('labeled')))
 
+_NOT_SETTINGS = ('seed', 'labeled', 'out_dir', 'compare_with', 'device', 'workers', 'log_every', 'checkpoint_every')
+
+def _row_label(r:dict, rs:list) -> str:
+    """A run's row: its `label`, else its method and the parameters in which it differs from other unlabelled runs of
+    that method (so runs that differ in more than the seed are never averaged together)."""
+    if r.get('label'): return r['label']
+    p = r['params']; same = [o['params'] for o in rs if not o.get('label') and o['params'].get('method') == p.get('method')]
+    diff = [k for k in sorted({k for q in same for k in q}) if k not in _NOT_SETTINGS and len({repr(q.get(k)) for q in same}) > 1]
+    return str(p.get('method')) + (f" ({', '.join(f'{k}={p.get(k)}' for k in diff)})" if diff else '')
+
 def _groups(rs:list) -> dict:
-    "(label, labeled) -> the finished runs of that row and column (over seeds), in order of first appearance."
-    out = {}
-    for r in rs:
-        if r['status'] == 'ok' and r.get('miou') is not None:
-            out.setdefault((r.get('label') or r['params'].get('method'), str(r['params'].get('labeled'))), []).append(r)
+    "(row label, labeled) -> the finished runs of that row and column (over seeds), in order of first appearance."
+    out, ok = {}, [r for r in rs if r['status'] == 'ok' and r.get('miou') is not None]
+    for r in ok: out.setdefault((_row_label(r, ok), str(r['params'].get('labeled'))), []).append(r)
     return out
 
 def _baseline_label(label:str, groups:dict, rs:list):
-    "The row a label is compared with: its runs' `baseline`, else the first supervised row (None for a supervised row)."
+    """The row a label is compared with: its runs' `baseline`, else the supervised row trained for as many iterations
+    (the first such; None for a supervised row)."""
     runs = [r for (l, _), g in groups.items() if l == label for r in g]
     given = next((r.get('baseline') for r in runs if r.get('baseline')), None)
     if given: return given
     if all(r['params'].get('method') == 'supervised' for r in runs): return None
-    return next((l for (l, _), g in groups.items() if g[0]['params'].get('method') == 'supervised'), None)
+    its = {r['params'].get('iterations') for r in runs}
+    sup = [(l, g) for (l, _), g in groups.items() if g[0]['params'].get('method') == 'supervised']
+    return next((l for l, g in sup if {r['params'].get('iterations') for r in g} == its), sup[0][0] if sup else None)
 
 def thesis_tables(rs:list) -> str:
     """The sweep's runs as the thesis tabulates them, means and sample standard deviations over seeds: methods by labeled
@@ -351,10 +362,11 @@ DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstree
 def demo_runs(iterations:int|None=None, device:str|None=None, **overrides) -> list:
     "The runs of the demo sweep."
     base = {**DEMO, **({'iterations': iterations} if iterations is not None else {}), **({'device': device} if device else {}), **overrides}
-    return [dict(base, run='sim-pretrained', method='supervised', iterations=0),
-            dict(base, run='supervised', method='supervised'),
-            dict(base, run='full-supervision', method='supervised', labeled='all'),
-            dict(base, run='classmix', method='classmix', strong_aug=True, align=True, compare_with=['supervised', 'full-supervision'])]
+    return [dict(base, run='sim-pretrained', label='sim-pretrained (no training)', method='supervised', iterations=0),
+            dict(base, run='supervised', label='supervised', method='supervised'),
+            dict(base, run='full-supervision', label='supervised', method='supervised', labeled='all'),
+            dict(base, run='classmix', label='ClassMix', baseline='supervised', method='classmix', strong_aug=True, align=True,
+                 compare_with=['supervised', 'full-supervision'])]
 
 def demo(iterations:int|None=None, # training iterations of each run (default: the experiment notebook's)
          device:str|None=None, # default: the settings' device

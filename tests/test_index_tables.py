@@ -41,3 +41,13 @@ def test_failed_runs_are_left_out_of_the_means_and_absent_classes_stay_empty():
     assert cells(html, 'Baseline')[0] == '30.0'
     per_class = html[html.index('Table 4.3'):]
     assert cells(per_class, 'Baseline') == ['30.0', '', '30.0']
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_separate_rows():
+    untrained = dict(rec(None, '12', 0, 30., 'supervised'), params=dict(method='supervised', labeled='12', seed=0, iterations=0))
+    trained = [dict(rec(None, '12', s, m, 'supervised'), params=dict(method='supervised', labeled='12', seed=s, iterations=1000)) for s, m in ((0, 39.), (1, 41.))]
+    mixed = dict(rec(None, '12', 0, 44.), params=dict(method='classmix', labeled='12', seed=0, iterations=1000))
+    html = thesis_tables([untrained, *trained, mixed])
+    assert cells(html, 'supervised (iterations=0)')[0] == '30.0'
+    assert cells(html, 'supervised (iterations=1000)')[0] == '40.0 &plusmn; 1.41'
+    assert cells(html, 'classmix')[:2] == ['44.0', '+4.00']     # compared with the baseline trained as long

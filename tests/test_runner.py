@@ -83,10 +83,11 @@ def test_demo_runs_are_valid_experiments(tmp_path):
     runs = demo_runs()
     assert [r['run'] for r in runs] == ['sim-pretrained', 'supervised', 'full-supervision', 'classmix']
     for r in runs:
-        validate(ExperimentParams(**{k: v for k, v in r.items() if k not in ('run', 'compare_with')}, out_dir=str(tmp_path)))
+        validate(ExperimentParams(**{k: v for k, v in r.items() if k not in ('run', 'compare_with', 'label', 'baseline')}, out_dir=str(tmp_path)))
     assert {r['labeled'] for r in runs if r['run'] != 'full-supervision'} == {'12'} and runs[2]['labeled'] == 'all'
     # every run but the one under test starts from the same weights with the same iterations and seed
     assert len({(r['init'], r['seed']) for r in runs}) == 1
+    assert runs[3]['baseline'] == runs[1]['label'] == runs[2]['label'] != runs[0]['label']   # the untrained start is its own row
 
 
 def test_thesis_sweeps_are_valid_experiments(tmp_path):
