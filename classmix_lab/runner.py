@@ -230,7 +230,9 @@ def thesis_tables(rs:list) -> str:
             m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
             body += (f"<tr><td>{e(l)}</td><td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
                      f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td><td class='num'>{len(g)}</td></tr>")
-        out += [f"<h3>Settings compared (thesis Table 5.1 layout; labeled: {e(a)}; mean &plusmn; std over seeds)</h3>",
+        table = '5.2' if any(r['params'].get('source') for g in groups.values() for r in g) else '5.1'   # domain adaptation: Table 5.2
+        what = f"source: {e(str(next(iter(groups.values()))[0]['params'].get('source')))}" if table == '5.2' else f"labeled: {e(a)}"
+        out += [f"<h3>Settings compared (thesis Table {table} layout; {what}; mean &plusmn; std over seeds)</h3>",
                 f"<table><tr><th>setting</th><th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>runs</th></tr>{body}</table>"]
     classes = list(next(iter(groups.values()))[0]['iou'])
     head = ''.join(f'<th>{e(c)}</th>' for c in classes)

@@ -51,3 +51,10 @@ def test_runs_that_differ_in_more_than_the_seed_are_separate_rows():
     assert cells(html, 'supervised (iterations=0)')[0] == '30.0'
     assert cells(html, 'supervised (iterations=1000)')[0] == '40.0 &plusmn; 1.41'
     assert cells(html, 'classmix')[:2] == ['44.0', '+4.00']     # compared with the baseline trained as long
+
+
+def test_domain_adaptation_sweeps_use_the_table_5_2_layout():
+    da = lambda label, method, miou: dict(rec(label, 'all', 0, miou, method, n=600), params=dict(method=method, labeled='all', seed=0, source='gta5'))
+    html = thesis_tables([da('Source only', 'supervised', 30.), da('InterMix (DACS)', 'dacs', 41.)])
+    assert 'Table 5.2 layout; source: gta5' in html and 'Table 5.1' not in html
+    assert cells(html, 'InterMix (DACS)')[:2] == ['41.0', '+11.00']
