@@ -48,8 +48,11 @@ class ConfusionMatrix:
 @torch.no_grad()
 def predict(model, images:torch.Tensor, # (N, 3, h, w) in [0, 1]
             size=None) -> torch.Tensor: # output (H, W); default the input size
-    "Class probabilities (N, C, H, W) of `model` in eval mode."
-    logits = model(images)
+    "Class probabilities (N, C, H, W) of `model` in eval mode (the model is put back in its previous mode)."
+    was_training = model.training
+    model.eval()   # in train mode BatchNorm would normalise with these images' statistics and fold them into its running ones
+    try: logits = model(images)
+    finally: model.train(was_training)
     if size is not None and tuple(logits.shape[-2:]) != tuple(size):
         logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=True)
     return logits.softmax(1)

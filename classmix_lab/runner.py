@@ -317,7 +317,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name) and 'template'
               template:str='experiment', # default template
               settings=None, # `Settings` (default: loaded)
-              force:bool=False, # execute runs that already finished
+              force:bool=False, # run again from the start, finished runs too (their checkpoints are set aside)
               stream:bool=True) -> list: # print each run's output while it runs
     "Execute the runs of a sweep with papermill, report each, and keep the index up to date; returns their records."
     s = settings or load_settings()
@@ -347,6 +347,9 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
             print("    already finished: skipped (force=True runs it again)", flush=True)
             status, error, skipped = 'ok', None, True
         else:
+            if force and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
+                (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
+                print("    force: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
             status, error = execute_notebook(template_path(tpl), params, run_dir/f'{tpl}.ipynb', stream=stream)
             if (run_dir/f'{tpl}.ipynb').is_file(): notebook_to_html(run_dir/f'{tpl}.ipynb', report)
         rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])

@@ -42,3 +42,16 @@ def test_evaluate_upsamples_predictions_to_label_resolution():
     res = evaluate(Half(), [(torch.rand(2, 3, 10, 20), y)], 2)
     assert res['miou'] == pytest.approx(100.)
     assert np.array(res['confusion']).sum() == 2*40*80
+
+
+def test_predict_neither_changes_batchnorm_statistics_nor_the_mode():
+    from classmix_lab.metrics import predict
+    from classmix_lab.model import get_model
+    torch.manual_seed(0)
+    model = get_model('deeplabv2-tiny', 5).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.rand(3, 3, 48, 96)
+    p = predict(model, x)
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert p.shape == (3, 5, 48, 96) and torch.allclose(p.sum(1), torch.ones(3, 48, 96), atol=1e-5)
+    assert torch.allclose(p, model.eval()(x).softmax(1), atol=1e-6)   # the prediction of the eval-mode model

@@ -69,6 +69,19 @@ def test_finished_runs_are_not_run_again(sweep, capsys):
     assert len(read_index(d/'reports')) == 3
 
 
+def test_force_trains_again_from_the_start(sweep, capsys):
+    d, records, runs = sweep
+    run_dir = d/'runs'/'smoke'/'baseline'
+    old_ckpt, old_m = (run_dir/'checkpoint.pt').read_bytes(), json.loads((run_dir/'metrics.json').read_text())
+    again = run_sweep('smoke', [runs[0]], settings=load_settings(runs_dir=d/'runs', reports_dir=d/'reports'), stream=False, force=True)
+    out = capsys.readouterr().out
+    assert again[0]['status'] == 'ok' and 'already finished' not in out and 'training starts over' in out
+    assert (run_dir/'checkpoint.previous.pt').read_bytes() == old_ckpt          # set aside, not lost
+    m = json.loads((run_dir/'metrics.json').read_text())
+    # trained again: a run resumed from its final checkpoint would carry the old training time over unchanged
+    assert m['train_seconds'] != old_m['train_seconds'] and [h['iteration'] for h in m['history']] == [2, 4]
+
+
 def test_grids_and_bad_sweeps():
     assert expand_grid(dict(iterations=5), method=['supervised', 'classmix'], seed=[0, 1]) == [
         dict(iterations=5, method='supervised', seed=0), dict(iterations=5, method='supervised', seed=1),

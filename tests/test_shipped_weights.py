@@ -21,3 +21,5 @@ def test_shipped_weights_match_the_generator():
     # SynthStreets changed since the weights were made: remake them with `classmix-lab pretrain --force`
     assert obj['meta']['generator_version'] == GENERATOR_VERSION
     assert obj['classes'] == list(CLASSES) and obj['meta']['params']['style'] == 'sim'
+    # BatchNorm saw the training batches and nothing else (a forward pass in train mode after training would count one more)
+    assert all(int(v) == obj['meta']['params']['iterations'] for k, v in obj['state_dict'].items() if k.endswith('num_batches_tracked'))
