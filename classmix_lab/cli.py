@@ -68,7 +68,7 @@ def _parser():
     for name, what in (('ablation', 'the thesis Table 5.1 ablation on SynthStreets'), ('dacs', 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real')):
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
-        a.add_argument('--seeds', default='0', help='comma-separated seeds (default 0)')
+        a.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-2' (default 0)")
         a.add_argument('--force', action='store_true')
     sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
     t = sub.add_parser('pretrain', help='make the sim-pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb)')
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
             return 0 if all(r['status'] == 'ok' for r in recs) else 1
         elif args.command in ('ablation', 'dacs'):
             params = parse_pairs(args.params)
-            seeds = tuple(int(x) for x in args.seeds.split(','))
+            seeds = tuple(parse_seeds(args.seeds))
             runs = (runner.ablation_runs if args.command == 'ablation' else runner.dacs_runs)(seeds=seeds, **params)
             recs = runner.run_sweep(args.command, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")

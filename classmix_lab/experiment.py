@@ -14,7 +14,7 @@ from .config import ParameterError, check_choice, ensure_dir, atomic_write, load
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches,
                                LoaderBatches, eval_batches, preview)
 from .datasets import DATASETS, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
-from .model import MODELS, PREFIXES, get_model, load_weights, read_state_dict, is_head
+from .model import MODELS, get_model, load_weights, read_state_dict, is_head, strip_prefixes
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, WEIGHTINGS, UNSUP_LOSSES, TrainConfig, Trainer, make_method
 from . import synthstreets as ss
@@ -181,18 +181,13 @@ class Experiment:
     palette: object
     device: torch.device
 
-def _strip(k:str) -> str:
-    for p in PREFIXES:
-        if k.startswith(p): k = k[len(p):]
-    return k
-
 def _init_model(p:ExperimentParams, num_classes:int, device):
     model = get_model(p.model, num_classes)
     report = None
     if p.init != 'none':
         path = pretrained_path(p.init) if p.init in PRETRAINED else Path(p.init)
         state = read_state_dict(path)
-        if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, _strip(k))}
+        if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
         report = load_weights(model, state)
         report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'])
     return model.to(device), report

@@ -42,13 +42,13 @@ def paste_onto_next(mask:torch.Tensor, # (B, H, W) bool: the pixels of sample b 
 # %% ../nbs/03_masks.ipynb #4ea2e771
 def erase(mask:torch.Tensor, # (B, H, W) bool: True marks the erased pixels
           x:torch.Tensor, # (B, ..., H, W)
-          fill=0) -> torch.Tensor: # the value of erased pixels (`IGNORE_INDEX` for a label map)
+          fill=0) -> torch.Tensor: # the value of erased pixels (`IGNORE_INDEX` for a label map), or a tensor broadcast to `x` (per-channel means)
     "`x` with the masked pixels set to `fill`."
     _check_mask(mask)
     if x.shape[0] != mask.shape[0] or x.shape[-2:] != mask.shape[-2:]:
         raise ParameterError(f"erase: x {tuple(x.shape)} must have the batch and spatial size of the mask {tuple(mask.shape)}")
     m = mask.view(mask.shape[0], *([1]*(x.dim() - 3)), *mask.shape[1:])
-    return x.masked_fill(m, fill)
+    return torch.where(m, torch.as_tensor(fill, dtype=x.dtype, device=x.device), x)
 
 # %% ../nbs/03_masks.ipynb #2424a4b1
 def _check_labels(labels):

@@ -14,7 +14,7 @@ from .config import ParameterError, check_choice
 # %% auto #0
 __all__ = ['NORMS', 'ARCHITECTURES', 'MODELS', 'PREFIXES', 'Bottleneck', 'ASPP', 'InputNorm', 'batchnorms', 'FreezableBN',
            'DeepLabV2', 'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'get_model', 'count_params', 'is_head',
-           'param_groups', 'read_state_dict', 'load_weights']
+           'param_groups', 'strip_prefixes', 'read_state_dict', 'load_weights']
 
 # %% ../nbs/04_model.ipynb #102b8938
 class Bottleneck(nn.Module):
@@ -224,6 +224,12 @@ def param_groups(model:nn.Module, lr:float, classifier_mult:float=10.):
 # %% ../nbs/04_model.ipynb #343de6cf
 PREFIXES = ('Scale.', 'module.')
 
+def strip_prefixes(key:str) -> str:
+    "A checkpoint key without the `PREFIXES` some copies put before every name."
+    for p in PREFIXES:
+        if key.startswith(p): key = key[len(p):]
+    return key
+
 def read_state_dict(path) -> dict:
     "A state dict from a local checkpoint file (plain, or under 'state_dict' / 'model' keys)."
     path = Path(path)
@@ -242,11 +248,7 @@ def load_weights(model:nn.Module, # the model to fill
                  ignore=('fc.',)) -> dict: # key prefixes of the checkpoint to leave out (an ImageNet classifier)
     "Load matching tensors into `model`; return a report (matched, missing, unexpected, ignored, skipped, backbone_coverage, warnings)."
     src = read_state_dict(state) if not isinstance(state, dict) else state
-    clean = {}
-    for k, v in src.items():
-        for p in PREFIXES:
-            if k.startswith(p): k = k[len(p):]
-        clean[k] = v
+    clean = {strip_prefixes(k): v for k, v in src.items()}
     ignored = [k for k in clean if k.startswith(tuple(ignore))]
     fc = clean.get('fc.weight')
     clean = {k: v for k, v in clean.items() if k not in ignored}

@@ -111,7 +111,7 @@ def record_for(sweep:str, run:str, template:str, params:dict, status:str, error,
     if template == 'experiment': params = {**asdict(ExperimentParams()), **m.get('params', {}), **params}
     params = {k: v for k, v in params.items() if k != 'out_dir'}
     rel = lambda p: os.path.relpath(p, reports_dir)
-    return dict(sweep=sweep, run=run, label=label or params.get('method') or run, baseline=baseline, template=template, params=params, status=status, error=error,
+    return dict(sweep=sweep, run=run, label=label, baseline=baseline, template=template, params=params, status=status, error=error,
                 miou=m.get('miou'), teacher_miou=m.get('teacher_miou'), start_miou=m.get('start_miou'), iou=m.get('iou'),
                 pixel_accuracy=m.get('pixel_accuracy'), miou13=m.get('miou13'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
                 seconds=round(seconds, 1) if seconds is not None else m.get('seconds'), device=m.get('device'),

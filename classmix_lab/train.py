@@ -13,7 +13,7 @@ import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .config import ParameterError, check_choice, atomic_write
 from .data import IGNORE_INDEX
-from .masks import MASKS, ERASING, make_masks, classmix_masks, paste_onto_next, mix
+from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase
 from .model import param_groups
 
 # %% auto #0
@@ -186,7 +186,7 @@ class MixConsistency:
         w = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
         target = pseudo if self.target == 'pseudo' else prob
         if self.mask in ERASING:
-            x_s, w_s = mix(M, x_u.mean((0, 2, 3), keepdim=True).expand_as(x_u), x_u), w*(~M)
+            x_s, w_s = erase(M, x_u, fill=x_u.mean((0, 2, 3), keepdim=True)), w*(~M)
         else:
             x_s, target, w_s = paste_onto_next(M, x_u), paste_onto_next(M, target), paste_onto_next(M, w)
         if self.strong_aug: x_s = strong_augment(x_s, ctx.generator)
@@ -225,7 +225,7 @@ class CrossDomainMix(MixConsistency):
         conf, pseudo = prob.max(1)
         src = torch.arange(len(ctx.x_u), device=ctx.x_u.device) % len(ctx.x_l)
         x_s, y_s = ctx.x_l[src], ctx.y_l[src]
-        M = classmix_masks(y_s, prob.shape[1], ctx.generator, 0.5 if self.p is None else self.p)
+        M = self.make_mask(y_s, prob.shape[1], ctx.generator)   # classes of the source ground truth
         w_t = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
         x_mix = mix(M, x_s, ctx.x_u)
         y_mix = mix(M, y_s, pseudo)

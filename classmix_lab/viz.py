@@ -103,7 +103,9 @@ def plot_history(history:list, # rows from `Trainer.fit`
     it = [h['iteration'] for h in history]
     for k in keys:
         if any(k in h for h in history): ax.plot(it, [h.get(k, np.nan) for h in history], label=k)
-    ax.set_xlabel('iteration'); ax.set_ylabel('loss'); ax.grid(alpha=0.3); ax.legend(fontsize=8)
+    ax.set_xlabel('iteration'); ax.set_ylabel('loss'); ax.grid(alpha=0.3)
+    if ax.lines: ax.legend(fontsize=8)
+    else: ax.text(0.5, 0.5, 'no training iterations', ha='center', va='center', transform=ax.transAxes, color='#666')   # a 0-iteration run
     if title: ax.set_title(title, fontsize=10)
     return ax
 

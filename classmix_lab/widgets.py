@@ -17,7 +17,7 @@ from .data import IGNORE_INDEX, DatasetError
 try: from classmix_lab.datasets import DATASETS, get_dataset     # the dataset registry, wherever it lives
 except ImportError: from classmix_lab.data import DATASETS, get_dataset
 from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas
-from .model import MODELS, PREFIXES, get_model, read_state_dict, load_weights
+from .model import MODELS, get_model, read_state_dict, load_weights, strip_prefixes
 from .metrics import predict
 from .viz import colorize, to_image
 
@@ -27,11 +27,7 @@ __all__ = ['KINDS', 'load_teacher', 'mask_example', 'example_figure', 'figure_pn
 # %% ../nbs/12_widgets.ipynb #f0f63527
 def _state_fits(model, state:dict) -> bool:
     "Whether `state` (with the prefixes `load_weights` strips) has exactly `model`'s keys and shapes."
-    own, clean = model.state_dict(), {}
-    for k, v in state.items():
-        for p in PREFIXES:
-            if k.startswith(p): k = k[len(p):]
-        clean[k] = v
+    own, clean = model.state_dict(), {strip_prefixes(k): v for k, v in state.items()}
     return set(own) == set(clean) and all(own[k].shape == clean[k].shape for k in own)
 
 def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dict file, or a name in `PRETRAINED`

@@ -18,6 +18,7 @@ def cli(*args, env=None):
     (['run', 'iterations=lots'], "iterations='lots' must be an integer"),
     (['run', 'colour=red'], "unknown parameter 'colour'"),
     (['sweep', 'grid', 'method=supervised,mixup'], "method='mixup' is not one of: supervised, classmix"),
+    (['ablation', '--seeds', 'one'], "seeds='one' must be like '0', '0,1,2' or '0-9'"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
     res = cli(*args)

@@ -58,3 +58,19 @@ def test_domain_adaptation_sweeps_use_the_table_5_2_layout():
     html = thesis_tables([da('Source only', 'supervised', 30.), da('InterMix (DACS)', 'dacs', 41.)])
     assert 'Table 5.2 layout; source: gta5' in html and 'Table 5.1' not in html
     assert cells(html, 'InterMix (DACS)')[:2] == ['41.0', '+11.00']
+
+
+def test_recorded_runs_without_labels_keep_their_settings_apart(tmp_path):
+    "Records made by the runner (no label given) of one method with different iterations are two rows, not one mean."
+    import json
+    from classmix_lab.runner import record_for
+    recs = []
+    for its, seed, miou in ((0, 0, 30.), (1000, 0, 39.), (1000, 1, 41.)):
+        d = tmp_path/f'run-{its}-{seed}'; d.mkdir()
+        (d/'metrics.json').write_text(json.dumps(dict(miou=miou, teacher_miou=miou, iou={'road': miou}, n_labeled=12)))
+        recs.append(record_for('s', d.name, 'experiment', dict(method='supervised', labeled='12', iterations=its, seed=seed),
+                               'ok', None, d, d/'report.html', tmp_path))
+    assert all(r['label'] is None for r in recs)
+    html = thesis_tables(recs)
+    assert cells(html, 'supervised (iterations=0)')[0] == '30.0'
+    assert cells(html, 'supervised (iterations=1000)')[0] == '40.0 &plusmn; 1.41'

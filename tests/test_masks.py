@@ -242,3 +242,14 @@ def test_bad_parameters_name_themselves(call, message):
 def test_generator_on_another_device_is_a_clear_error():
     with pytest.raises(ParameterError, match="generator is on cpu but the masks are made on cuda"):
         make_masks('cowmix', torch.zeros(2, 8, 8, dtype=torch.long, device='cuda'), 3, torch.Generator())
+
+
+def test_erase_fills_with_a_scalar_or_per_channel_values():
+    M = torch.zeros(2, 4, 5, dtype=torch.bool); M[:, 1:3, 2:] = True
+    x = torch.rand(2, 3, 4, 5)
+    fill = x.mean((0, 2, 3), keepdim=True)                       # (1, 3, 1, 1): what CutOut/CowOut training fills with
+    e = erase(M, x, fill=fill)
+    assert torch.equal(e[:, :, ~M[0]], x[:, :, ~M[0]])
+    assert torch.equal(e.permute(0, 2, 3, 1)[M], fill.flatten().expand(int(M.sum()), 3))
+    y = torch.randint(0, 5, (2, 4, 5))
+    assert torch.equal(erase(M, y, fill=255)[M], torch.full((int(M.sum()),), 255)) and erase(M, y, fill=255).dtype == y.dtype
