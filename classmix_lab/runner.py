@@ -6,7 +6,9 @@ Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
 # %% ../nbs/09_runner.ipynb #a7e634f7
 from __future__ import annotations
-import base64, html, io, itertools, json, logging, os, re, sys, time, traceback
+import base64, contextlib, html, io, itertools, json, logging, os, re, sys, time, traceback
+try: import fcntl
+except ImportError: fcntl = None   # Windows: no lock (run one sweep at a time there)
 from dataclasses import asdict, fields
 from pathlib import Path
 from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
@@ -124,14 +126,24 @@ def read_index(reports_dir:Path) -> list:
     if not f.is_file(): return []
     return json.loads(f.read_text()).get('runs', [])
 
+@contextlib.contextmanager
+def _index_lock(reports_dir:Path):
+    "Hold an exclusive lock on the index of `reports_dir` (sweeps that run at the same time take turns)."
+    with open(Path(reports_dir)/'.index.lock', 'a') as f:
+        if fcntl is not None: fcntl.flock(f, fcntl.LOCK_EX)
+        try: yield
+        finally:
+            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
+
 def update_index(reports_dir:Path, records:list) -> Path:
     "Merge `records` into `index.json` and rewrite `index.html`; returns the HTML path."
-    old = read_index(reports_dir)
-    key = lambda r: (r['sweep'], r['run'])
-    new = {key(r): r for r in records}
-    merged = [new.pop(key(r), r) for r in old] + list(new.values())
-    atomic_write(Path(reports_dir)/'index.json', json.dumps(dict(runs=merged), indent=1))
-    return write_index_html(reports_dir, merged)
+    with _index_lock(reports_dir):   # read, merge and write as one step: no record of another sweep is lost
+        old = read_index(reports_dir)
+        key = lambda r: (r['sweep'], r['run'])
+        new = {key(r): r for r in records}
+        merged = [new.pop(key(r), r) for r in old] + list(new.values())
+        atomic_write(Path(reports_dir)/'index.json', json.dumps(dict(runs=merged), indent=1))
+        return write_index_html(reports_dir, merged)
 
 # %% ../nbs/09_runner.ipynb #3324819c
 def _fig_png(fig) -> str:

@@ -25,7 +25,7 @@ ROAD, SIDEWALK, BUILDING, FENCE, POLE, SIGN, VEG, TERRAIN, SKY, PERSON, CAR = ra
 PALETTE = np.array([[128, 64, 128], [244, 35, 232], [70, 70, 70], [190, 153, 153], [153, 153, 153], [220, 220, 0],
                     [107, 142, 35], [152, 251, 152], [70, 130, 180], [220, 20, 60], [0, 0, 142]], np.uint8)
 #: bump when a change to the generator changes its images: cached datasets are keyed by it
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 # %% ../nbs/01_synthstreets.ipynb #a842f74e
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class Style:
 SIM = Style('sim', horizon=(0.40, 0.50), cam_height=(1.7, 2.3), focal=(0.8, 0.95), lanes=(3, 4), lane_width=(3.2, 3.8),
             sidewalk=(2.5, 4.0), terrain_p=0.15, building_gap_p=0.1, building_height=(10., 40.), trees=2.0, poles=3.0,
             sign_p=0.6, fence_p=0.15, cars=7.0, parked=5.0, persons=2.5, palette='broad',
-            instance_jitter=0.05, texture=0.0, shadows=0.35, haze=(1500., 3000.), exposure=(0.95, 1.05),
-            white_balance=0.0, blur=(0., 0.), noise=(0., 0.), supersample=1)
+            instance_jitter=0.05, texture=0.7, shadows=0.35, haze=(1500., 3000.), exposure=(0.95, 1.05),
+            white_balance=0.0, blur=(0., 0.), noise=(0., 0.), supersample=2)
 REAL = Style('real')
 STYLES = {'sim': SIM, 'real': REAL}
 

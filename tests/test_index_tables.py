@@ -74,3 +74,20 @@ def test_recorded_runs_without_labels_keep_their_settings_apart(tmp_path):
     html = thesis_tables(recs)
     assert cells(html, 'supervised (iterations=0)')[0] == '30.0'
     assert cells(html, 'supervised (iterations=1000)')[0] == '40.0 &plusmn; 1.41'
+
+
+def _add_records(reports_dir, worker, n):
+    from classmix_lab.runner import update_index
+    for i in range(n): update_index(reports_dir, [dict(rec('ClassMix', '12', i, 30. + i), sweep=f'w{worker}', run=f'r{i}', template='experiment')])
+
+
+def test_sweeps_writing_one_index_at_once_keep_every_record(tmp_path):
+    "Four processes merge records into the same index at the same time; none of them is lost."
+    import multiprocessing as mp
+    from classmix_lab.runner import read_index
+    ctx = mp.get_context('fork')
+    procs = [ctx.Process(target=_add_records, args=(tmp_path, w, 6)) for w in range(4)]
+    for p in procs: p.start()
+    for p in procs: p.join(120)
+    assert [p.exitcode for p in procs] == [0]*4
+    assert sorted((r['sweep'], r['run']) for r in read_index(tmp_path)) == sorted((f'w{w}', f'r{i}') for w in range(4) for i in range(6))
