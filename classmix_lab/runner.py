@@ -292,8 +292,9 @@ td.num{text-align:right;font-variant-numeric:tabular-nums}td.ok{color:#17702a}td
 h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}tr.delta td{color:#555;font-style:italic}.meta{color:#666;font-size:12px}"""
 
 def write_index_html(reports_dir:Path, records:list|None=None) -> Path:
-    "Write `reports_dir/index.html` from the records (default: `index.json`)."
-    records = read_index(reports_dir) if records is None else records
+    "Write `reports_dir/index.html` from the records (default: `index.json`, read and rendered under the index lock)."
+    if records is None:   # a sweep merging its records meanwhile would otherwise have its newer page overwritten
+        with _index_lock(reports_dir): return write_index_html(reports_dir, read_index(reports_dir))
     sweeps = {}
     for r in records: sweeps.setdefault(r['sweep'], []).append(r)
     e = html.escape

@@ -91,3 +91,17 @@ def test_sweeps_writing_one_index_at_once_keep_every_record(tmp_path):
     for p in procs: p.join(120)
     assert [p.exitcode for p in procs] == [0]*4
     assert sorted((r['sweep'], r['run']) for r in read_index(tmp_path)) == sorted((f'w{w}', f'r{i}') for w in range(4) for i in range(6))
+
+
+def test_rebuilding_the_page_waits_for_a_sweep_that_is_merging(tmp_path):
+    "`write_index_html()` (what `classmix-lab index` runs) reads index.json only once the lock is free."
+    import threading, time
+    from classmix_lab.runner import update_index, write_index_html, _index_lock
+    update_index(tmp_path, [dict(rec('ClassMix', '12', 0, 30.), template='experiment')])
+    (tmp_path/'index.html').unlink()
+    with _index_lock(tmp_path):
+        t = threading.Thread(target=write_index_html, args=(tmp_path,)); t.start()
+        time.sleep(1.0)
+        assert t.is_alive() and not (tmp_path/'index.html').exists()
+    t.join(60)
+    assert not t.is_alive() and 'ClassMix' in (tmp_path/'index.html').read_text()
