@@ -69,6 +69,8 @@ def _parser():
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
         a.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-2' (default 0)")
+        a.add_argument('--name', default=name, help=f'sweep name, a folder under runs/ and reports/ (default {name}); '
+                                                    'another name keeps a variant, e.g. iterations=4000, beside the default sweep')
         a.add_argument('--force', action='store_true')
     sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
     t = sub.add_parser('pretrain', help='make the sim-pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb)')
@@ -114,7 +116,7 @@ def main(argv=None) -> int:
             params = parse_pairs(args.params)
             seeds = tuple(parse_seeds(args.seeds))
             runs = (runner.ablation_runs if args.command == 'ablation' else runner.dacs_runs)(seeds=seeds, **params)
-            recs = runner.run_sweep(args.command, runs, force=args.force)
+            recs = runner.run_sweep(args.name, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return 0 if all(r['status'] == 'ok' for r in recs) else 1
         elif args.command == 'index':

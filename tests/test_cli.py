@@ -19,6 +19,7 @@ def cli(*args, env=None):
     (['run', 'colour=red'], "unknown parameter 'colour'"),
     (['sweep', 'grid', 'method=supervised,mixup'], "method='mixup' is not one of: supervised, classmix"),
     (['ablation', '--seeds', 'one'], "seeds='one' must be like '0', '0,1,2' or '0-9'"),
+    (['dacs', '--name', 'sim to real'], "sweep='sim to real' must be letters, digits, '_', '.', '+' or '-'"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
     res = cli(*args)
