@@ -18,8 +18,8 @@ from .datasets import DATASETS
 # %% auto #0
 __all__ = ['DEMO', 'STATS_REPORTS', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
            'execute_notebook', 'record_for', 'read_index', 'update_index', 'thesis_tables', 'write_index_html',
-           'expand_grid', 'run_name', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats',
-           'ablation_runs', 'dacs_runs']
+           'expand_grid', 'run_name', 'provenance', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name',
+           'dataset_stats', 'ablation_runs', 'dacs_runs']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -43,8 +43,11 @@ def template_path(name:str) -> Path:
 
 def template_parameters(name:str) -> dict:
     "The papermill parameters of a template, with their defaults."
-    import papermill as pm
-    return {k: v['default'] for k, v in pm.inspect_notebook(str(template_path(name))).items()}
+    import ast, papermill as pm
+    def value(src):   # papermill gives the source text of each default
+        try: return ast.literal_eval(src)
+        except (ValueError, SyntaxError): return src
+    return {k: value(v['default']) for k, v in pm.inspect_notebook(str(template_path(name))).items()}
 
 def check_params(template:str, params:dict) -> dict:
     "Check a run's parameters before it runs: all of them for experiments (`validate`), names and datasets for the other templates."
@@ -325,7 +328,34 @@ def _same_params(run_dir:Path, params:dict) -> bool:
     old = json.loads(f.read_text()).get('params', {})
     return all(old.get(k) == v for k, v in params.items() if k not in ('out_dir', 'compare_with', 'device'))
 
-# %% ../nbs/09_runner.ipynb #635a0153
+# %% ../nbs/09_runner.ipynb #911a093f
+_TEMPLATE_DEFAULTS = {}
+
+def provenance(template:str, params:dict) -> dict:
+    "What a run's results rest on besides its parameters: the SynthStreets generator version and the init weights' SHA-256."
+    import hashlib
+    from classmix_lab.synthstreets import GENERATOR_VERSION
+    from classmix_lab.experiment import PRETRAINED, pretrained_path
+    if template not in _TEMPLATE_DEFAULTS: _TEMPLATE_DEFAULTS[template] = template_parameters(template)
+    p = {**_TEMPLATE_DEFAULTS[template], **params}
+    out = {}
+    if template == 'pretrain' or any(str(p.get(k) or '').startswith('synthstreets') for k in ('dataset', 'source', 'compare')):
+        out['synthstreets_generator'] = GENERATOR_VERSION
+    init = p.get('init')
+    if init and init != 'none':
+        path = pretrained_path(init) if init in PRETRAINED else Path(init)
+        out['init_sha256'] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return out
+
+def _provenance_changes(run_dir:Path, now:dict) -> str|None:
+    "How the run folder's recorded provenance differs from `now` ('no provenance recorded' when it has none), or None."
+    f = run_dir/'provenance.json'
+    if not f.is_file(): return 'no provenance recorded'
+    old = json.loads(f.read_text())
+    diff = [f"{k} {str(old.get(k))[:12]} -> {str(now.get(k))[:12]}" for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
+    return ', '.join(diff) or None
+
+# %% ../nbs/09_runner.ipynb #251233b2
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name) and 'template'
               template:str='experiment', # default template
@@ -356,13 +386,19 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
         print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
         t0, skipped = time.time(), False
-        if not force and report.is_file() and _same_params(run_dir, shown):
+        prov = provenance(tpl, shown)
+        changed = _provenance_changes(run_dir, prov)
+        finished = report.is_file() and _same_params(run_dir, shown)
+        if not force and finished and not changed:
             print("    already finished: skipped (force=True runs it again)", flush=True)
             status, error, skipped = 'ok', None, True
         else:
-            if force and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
+            if finished and changed and not force: print(f"    finished, but {changed}: runs again", flush=True)
+            restart = force or (changed and (finished or changed != 'no provenance recorded'))
+            if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
                 (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
-                print("    force: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
+                print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
+            atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
             status, error = execute_notebook(template_path(tpl), params, run_dir/f'{tpl}.ipynb', stream=stream)
             if (run_dir/f'{tpl}.ipynb').is_file(): notebook_to_html(run_dir/f'{tpl}.ipynb', report)
         rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
@@ -374,7 +410,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
     return records
 
-# %% ../nbs/09_runner.ipynb #983ce389
+# %% ../nbs/09_runner.ipynb #a28d6c42
 DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
 
 def demo_runs(iterations:int|None=None, device:str|None=None, **overrides) -> list:
@@ -401,7 +437,7 @@ def pretrain(force:bool=False, **params) -> Path:
     if rec['status'] != 'ok': raise ParameterError(f"pretraining failed: {rec['error']}")
     return Path(s.reports_dir)/rec['report']
 
-# %% ../nbs/09_runner.ipynb #3b0f8bf7
+# %% ../nbs/09_runner.ipynb #837a69f7
 STATS_REPORTS = [
     dict(run='synthstreets-sim-vs-real', dataset='synthstreets', style='sim', compare='synthstreets', compare_style='real'),
     dict(run='camvid-train', dataset='camvid'),
@@ -423,7 +459,7 @@ def dataset_stats(runs:list|None=None, # one dict of `dataset_stats` parameters 
     run_sweep('dataset-stats', runs, template='dataset_stats', settings=s, force=force)
     return Path(s.reports_dir)/'index.html'
 
-# %% ../nbs/09_runner.ipynb #97d09a7c
+# %% ../nbs/09_runner.ipynb #5d5c194b
 def _slug(label:str) -> str: return re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')
 
 def ablation_runs(iterations:int=500, # iterations of each run (the 2x row doubles it)

@@ -4,7 +4,8 @@ import json, os, re, shutil
 from pathlib import Path
 import pytest
 from classmix_lab.config import load_settings, ParameterError
-from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, check_params, notebook_to_html
+from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, check_params, notebook_to_html, provenance
+from classmix_lab.synthstreets import GENERATOR_VERSION
 from classmix_lab.experiment import ExperimentParams, validate
 from conftest import TINY, _session_cache
 
@@ -80,6 +81,39 @@ def test_force_trains_again_from_the_start(sweep, capsys):
     m = json.loads((run_dir/'metrics.json').read_text())
     # trained again: a run resumed from its final checkpoint would carry the old training time over unchanged
     assert m['train_seconds'] != old_m['train_seconds'] and [h['iteration'] for h in m['history']] == [2, 4]
+
+
+def test_a_finished_run_from_other_weights_runs_again(sweep, capsys):
+    "Same parameters, but the init weights file changed since the run: the report would describe other weights."
+    d, _, _ = sweep
+    import torch
+    from classmix_lab.experiment import pretrained_path
+    init = d/'init.pt'
+    shutil.copy(pretrained_path('synthstreets-sim'), init)
+    run = [dict(SMALL, run='from-file', method='supervised', init=str(init))]
+    s = load_settings(runs_dir=d/'runs', reports_dir=d/'reports')
+    first = run_sweep('smoke', run, settings=s, stream=False)[0]
+    assert first['status'] == 'ok' and run_sweep('smoke', run, settings=s, stream=False)[0]['miou'] == first['miou']
+    assert 'already finished: skipped' in capsys.readouterr().out
+    state = torch.load(init, map_location='cpu', weights_only=True)
+    sd = state['state_dict'] if 'state_dict' in state else state
+    key = next(k for k, v in sd.items() if v.is_floating_point() and v.dim() == 4)
+    sd[key] = sd[key] + 0.5                                                   # "pretrain --force" made new weights
+    torch.save(state, init)
+    again = run_sweep('smoke', run, settings=s, stream=False)[0]
+    out = capsys.readouterr().out
+    assert 'finished, but init_sha256' in out and 'already finished' not in out and 'training starts over' in out
+    assert again['status'] == 'ok' and again['start_miou'] != first['start_miou']   # evaluated from the new weights
+    recorded = json.loads((d/'runs'/'smoke'/'from-file'/'provenance.json').read_text())
+    assert recorded == provenance('experiment', run[0]) and recorded['synthstreets_generator'] == GENERATOR_VERSION
+
+
+def test_provenance_names_what_a_run_rests_on():
+    assert provenance('dataset_stats', dict(dataset='camvid')) == {}
+    assert provenance('dataset_stats', dict(dataset='camvid', compare='synthstreets')) == dict(synthstreets_generator=GENERATOR_VERSION)
+    assert set(provenance('experiment', dict(dataset='synthstreets'))) == {'synthstreets_generator', 'init_sha256'}   # init defaults to synthstreets-sim
+    assert provenance('experiment', dict(dataset='camvid', init='none')) == {}
+    assert provenance('pretrain', {}) == dict(synthstreets_generator=GENERATOR_VERSION)
 
 
 def test_grids_and_bad_sweeps():
