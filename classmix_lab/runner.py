@@ -86,6 +86,15 @@ class _Stream(logging.Handler):
         for line in msg.rstrip('\n').splitlines():
             if line.strip(): print(self.prefix + line, flush=True)
 
+def _kernel_config():
+    "Kernel settings for papermill: CurveZMQ encryption of the kernel's sockets where jupyter_client and the kernel support it."
+    from traitlets.config import Config
+    from jupyter_client.manager import KernelManager
+    c = Config()
+    if KernelManager.class_traits().get('transport_encryption') is not None:   # jupyter_client >= 8.9; ipykernel >= 7.4 warns without it
+        c.KernelManager.transport_encryption = 'auto'
+    return c
+
 def execute_notebook(template:Path, # the notebook to execute
                      params:dict, # papermill parameters
                      out_nb:Path, # the executed notebook
@@ -97,7 +106,7 @@ def execute_notebook(template:Path, # the notebook to execute
     if handler: log.addHandler(handler); old = log.level; log.setLevel(logging.INFO)
     try:
         pm.execute_notebook(str(template), str(out_nb), parameters=params, kernel_name='python3', progress_bar=False,
-                            log_output=stream, cwd=str(cwd or out_nb.parent))
+                            log_output=stream, cwd=str(cwd or out_nb.parent), config=_kernel_config())
         return 'ok', None
     except pm.PapermillExecutionError as e:
         return 'failed', f"{e.ename}: {str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ''}".strip()

@@ -116,6 +116,18 @@ def test_provenance_names_what_a_run_rests_on():
     assert provenance('pretrain', {}) == dict(synthstreets_generator=GENERATOR_VERSION)
 
 
+def test_a_run_starts_its_kernel_without_warnings(tmp_path, capfd):
+    "The kernel's sockets are encrypted where jupyter_client and ipykernel can: no security warning on every run."
+    import nbformat
+    from classmix_lab.runner import execute_notebook
+    nb = nbformat.v4.new_notebook(metadata=dict(kernelspec=dict(name='python3', language='python', display_name='Python 3')))
+    nb.cells = [nbformat.v4.new_code_cell('x = 1', metadata={'tags': ['parameters']}), nbformat.v4.new_code_cell('print(x + 1)')]
+    nbformat.write(nb, tmp_path/'t.ipynb')
+    assert execute_notebook(tmp_path/'t.ipynb', dict(x=41), tmp_path/'out.ipynb', stream=True) == ('ok', None)
+    out, err = capfd.readouterr()
+    assert '42' in out and 'WARNING' not in err and 'without encryption' not in out + err
+
+
 def test_grids_and_bad_sweeps():
     assert expand_grid(dict(iterations=5), method=['supervised', 'classmix'], seed=[0, 1]) == [
         dict(iterations=5, method='supervised', seed=0), dict(iterations=5, method='supervised', seed=1),
