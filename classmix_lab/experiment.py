@@ -20,9 +20,9 @@ from .train import METHODS, WEIGHTINGS, UNSUP_LOSSES, TrainConfig, Trainer, make
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'source_dataset', 'split_file',
-           'labeled_names', 'cow_sigma', 'validate', 'Experiment', 'class_distribution', 'run_experiment', 'run_title',
-           'load_run_model', 'load_metrics']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
+           'split_file', 'labeled_names', 'cow_sigma', 'validate', 'Experiment', 'class_distribution', 'run_experiment',
+           'run_title', 'load_run_model', 'load_metrics']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -81,6 +81,10 @@ PRETRAINED = {'synthstreets-sim': dict(file='deeplabv2-tiny_synthstreets-sim.pt'
 def pretrained_path(name:str) -> Path:
     "The file of pretrained weights `name`."
     return WEIGHTS_DIR/PRETRAINED[check_choice('init', name, ['none', *PRETRAINED])]['file']
+
+def init_path(init:str) -> Path:
+    "The weights file an `init` names: a name in `PRETRAINED` or a checkpoint path."
+    return pretrained_path(init) if init in PRETRAINED else Path(init)
 
 # %% ../nbs/08_experiment.ipynb #dde58006
 SOURCES = {'synthstreets-sim': 'synthstreets', 'gta5': 'gta5', 'synthia': 'synthia'}  # source domain -> dataset
@@ -185,7 +189,7 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
     model = get_model(p.model, num_classes)
     report = None
     if p.init != 'none':
-        path = pretrained_path(p.init) if p.init in PRETRAINED else Path(p.init)
+        path = init_path(p.init)
         state = read_state_dict(path)
         if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
         report = load_weights(model, state)

@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
 # %% ../nbs/09_runner.ipynb #a7e634f7
 from __future__ import annotations
-import base64, contextlib, html, io, itertools, json, logging, os, re, sys, time, traceback
+import base64, contextlib, functools, html, io, itertools, json, logging, os, re, sys, time, traceback
 try: import fcntl
 except ImportError: fcntl = None   # Windows: no lock (run one sweep at a time there)
 from dataclasses import asdict, fields
@@ -41,8 +41,9 @@ def template_path(name:str) -> Path:
     if not p.is_file(): raise ParameterError(f"template={name!r} is not one of: {', '.join(sorted(x.stem for x in d.glob('*.ipynb')))}")
     return p
 
+@functools.lru_cache(maxsize=None)
 def template_parameters(name:str) -> dict:
-    "The papermill parameters of a template, with their defaults."
+    "The papermill parameters of a template, with their defaults (read once per process; do not modify the dict)."
     import ast, papermill as pm
     def value(src):   # papermill gives the source text of each default
         try: return ast.literal_eval(src)
@@ -337,32 +338,30 @@ def _same_params(run_dir:Path, params:dict) -> bool:
     old = json.loads(f.read_text()).get('params', {})
     return all(old.get(k) == v for k, v in params.items() if k not in ('out_dir', 'compare_with', 'device'))
 
-# %% ../nbs/09_runner.ipynb #911a093f
-_TEMPLATE_DEFAULTS = {}
-
+# %% ../nbs/09_runner.ipynb #2157d262
 def provenance(template:str, params:dict) -> dict:
     "What a run's results rest on besides its parameters: the SynthStreets generator version and the init weights' SHA-256."
     import hashlib
     from classmix_lab.synthstreets import GENERATOR_VERSION
-    from classmix_lab.experiment import PRETRAINED, pretrained_path
-    if template not in _TEMPLATE_DEFAULTS: _TEMPLATE_DEFAULTS[template] = template_parameters(template)
-    p = {**_TEMPLATE_DEFAULTS[template], **params}
+    from classmix_lab.experiment import init_path
+    p = {**template_parameters(template), **params}
     out = {}
     if template == 'pretrain' or any(str(p.get(k) or '').startswith('synthstreets') for k in ('dataset', 'source', 'compare')):
         out['synthstreets_generator'] = GENERATOR_VERSION
     init = p.get('init')
     if init and init != 'none':
-        path = pretrained_path(init) if init in PRETRAINED else Path(init)
+        path = init_path(init)
         out['init_sha256'] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return out
 
-def _provenance_changes(run_dir:Path, now:dict) -> str|None:
-    "How the run folder's recorded provenance differs from `now` ('no provenance recorded' when it has none), or None."
+def _recorded_provenance(run_dir:Path) -> dict|None:
+    "The provenance a run folder recorded, or None when it has none (never run, or run before provenance was recorded)."
     f = run_dir/'provenance.json'
-    if not f.is_file(): return 'no provenance recorded'
-    old = json.loads(f.read_text())
-    diff = [f"{k} {str(old.get(k))[:12]} -> {str(now.get(k))[:12]}" for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k)]
-    return ', '.join(diff) or None
+    return json.loads(f.read_text()) if f.is_file() else None
+
+def _provenance_diff(old:dict|None, now:dict) -> str:
+    if old is None: return 'no provenance recorded'
+    return ', '.join(f"{k} {str(old.get(k))[:12]} -> {str(now.get(k))[:12]}" for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k))
 
 # %% ../nbs/09_runner.ipynb #251233b2
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
@@ -395,15 +394,15 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
         print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
         t0, skipped = time.time(), False
-        prov = provenance(tpl, shown)
-        changed = _provenance_changes(run_dir, prov)
+        prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
+        changed = recorded != prov
         finished = report.is_file() and _same_params(run_dir, shown)
         if not force and finished and not changed:
             print("    already finished: skipped (force=True runs it again)", flush=True)
             status, error, skipped = 'ok', None, True
         else:
-            if finished and changed and not force: print(f"    finished, but {changed}: runs again", flush=True)
-            restart = force or (changed and (finished or changed != 'no provenance recorded'))
+            if finished and changed and not force: print(f"    finished, but {_provenance_diff(recorded, prov)}: runs again", flush=True)
+            restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
             if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
                 (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
                 print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
