@@ -38,8 +38,10 @@ def _run_all(page):
 
 
 def _run_all_until(page, target, timeout:float):
-    """Run All Cells from the Run menu until `target` shows. A kernel dialog is accepted, and the run is asked for again
-    while nothing runs and a cell has not run (requests sent while the kernel's connection is still settling can be lost)."""
+    """Run All Cells from the Run menu until `target` shows. A kernel dialog is accepted; the run is asked for again
+    while nothing runs and a cell has not run (requests sent while the kernel's connection is still settling can be
+    lost); and the page is loaded afresh when a widget shows 'model not found', since a widget manager that lost the
+    kernel's comm messages does not recover by running the cells again."""
     prompts = page.locator('.jp-CodeCell .jp-InputPrompt')
     lost = page.locator('.jp-OutputArea-output', has_text='Error displaying widget')
     deadline, asked = time.time() + timeout, 0.
@@ -47,13 +49,16 @@ def _run_all_until(page, target, timeout:float):
         dialog = page.locator('.jp-Dialog')
         if dialog.count() and dialog.first.is_visible(): dialog.first.locator('.jp-mod-accept').first.click()
         texts = [t.strip() for t in prompts.all_inner_texts()]
-        stalled = '[*]:' not in texts and any(t in ('[ ]:', '') for t in texts)    # nothing running, something not run
-        # a widget whose model messages went out while the kernel's websocket was reconnecting (seen on loaded
-        # machines) shows 'model not found': running the cells again makes new models over the settled connection
-        orphaned = '[*]:' not in texts and lost.count() > 0
-        if (stalled or orphaned) and time.time() - asked > 10: _run_all(page); asked = time.time()
+        if '[*]:' not in texts and time.time() - asked > 10:
+            if lost.count() > 0: page.reload(); _wait_for_kernel(page); _run_all(page); asked = time.time()
+            elif any(t in ('[ ]:', '') for t in texts): _run_all(page); asked = time.time()
         if time.time() > deadline: raise TimeoutError(f'nothing showed {target} within {timeout} s')
         page.wait_for_timeout(500)
+
+
+def _wait_for_kernel(page):
+    page.wait_for_selector('.jp-NotebookPanel .jp-Cell', state='visible')
+    page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')
 
 
 @pytest.fixture
@@ -63,7 +68,8 @@ def lab(tmp_path):
     work = tmp_path/'work'; work.mkdir()
     _notebook_copy(work)
     for name, value in (('notebook-extension/tracker', dict(autoStartDefaultKernel=True)),       # no kernel dialog
-                        ('apputils-extension/notification', dict(fetchNews='false', checkForUpdates=False))):  # no news toast
+                        ('apputils-extension/notification', dict(fetchNews='false', checkForUpdates=False)),  # no news toast
+                        ('docmanager-extension/plugin', dict(autosave=False))):   # a reload shows the file as it came
         f = tmp_path/'settings'/'@jupyterlab'/f'{name}.jupyterlab-settings'
         f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps(value))
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp_path/'config'), JUPYTER_RUNTIME_DIR=str(tmp_path/'runtime'),
@@ -104,9 +110,9 @@ def test_explorer_redraws_when_a_control_changes(lab):
         try:
             page = browser.new_page(viewport=dict(width=1500, height=1000))
             page.set_default_timeout(180_000)   # a loaded CI machine imports torch slowly
+            page.on('dialog', lambda d: d.accept())   # a reload of a notebook with unsaved changes asks first
             page.goto(f'{url}/lab/tree/{NOTEBOOK.name}?token={token}')
-            page.wait_for_selector('.jp-NotebookPanel .jp-Cell', state='visible')
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]')     # the kernel is up
+            _wait_for_kernel(page)
             image = page.locator('.jp-OutputArea-output img.widget-image').first
             _run_all_until(page, image, timeout=420)
             page.wait_for_function("() => { const i = document.querySelector('img.widget-image'); return i && i.complete && i.naturalWidth > 0; }")
