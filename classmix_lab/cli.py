@@ -65,7 +65,8 @@ def _parser():
     s = sub.add_parser('sweep', help='every combination: classmix-lab sweep NAME method=supervised,classmix seed=0,1')
     s.add_argument('name'); s.add_argument('grid', nargs='*', metavar='key=v1,v2')
     s.add_argument('--force', action='store_true')
-    for name, what in (('ablation', 'the thesis Table 5.1 ablation on SynthStreets'), ('dacs', 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real')):
+    for name, what in (('ablation', 'the thesis Table 5.1 ablation on SynthStreets'), ('dacs', 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real'),
+                       ('gap', 'where the SynthStreets sim -> real gap is: source only on sim, on sim with the real camera, layout or look, and on real')):
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
         a.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-2' (default 0)")
@@ -112,10 +113,10 @@ def main(argv=None) -> int:
             recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return 0 if all(r['status'] == 'ok' for r in recs) else 1
-        elif args.command in ('ablation', 'dacs'):
+        elif args.command in ('ablation', 'dacs', 'gap'):
             params = parse_pairs(args.params)
             seeds = tuple(parse_seeds(args.seeds))
-            runs = (runner.ablation_runs if args.command == 'ablation' else runner.dacs_runs)(seeds=seeds, **params)
+            runs = dict(ablation=runner.ablation_runs, dacs=runner.dacs_runs, gap=runner.gap_runs)[args.command](seeds=seeds, **params)
             recs = runner.run_sweep(args.name, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return 0 if all(r['status'] == 'ok' for r in recs) else 1

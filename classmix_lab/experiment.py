@@ -57,7 +57,7 @@ class ExperimentParams:
     cow_sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo,hi' in pixels; 'auto': (8, 32) scaled by image height / 512
     align: bool = False  # distribution alignment of the pseudo-labels (to the labeled split's classes; with a source: the target's)
     source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
-    n_source: int = 2000  # SynthStreets sim source images
+    n_source: int = 2000  # source images of a SynthStreets source
     seed: int = 0  # training seed (masks, batch order)
     device: str = 'auto'
     out_dir: str = 'runs/experiment'  # run folder: metrics, split, checkpoints
@@ -86,8 +86,11 @@ def init_path(init:str) -> Path:
     "The weights file an `init` names: a name in `PRETRAINED` or a checkpoint path."
     return pretrained_path(init) if init in PRETRAINED else Path(init)
 
-# %% ../nbs/08_experiment.ipynb #dde58006
-SOURCES = {'synthstreets-sim': 'synthstreets', 'gta5': 'gta5', 'synthia': 'synthia'}  # source domain -> dataset
+# %% ../nbs/08_experiment.ipynb #9fab8a38
+#: source domain -> dataset. Every SynthStreets style is a source for the real style: `synthstreets-sim` is the lab's
+#: sim -> real pair, the hybrid styles measure parts of its gap, and `synthstreets-real` (labeled images of the
+#: target's own style; its first images are the target's training images) is the run without a gap.
+SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5': 'gta5', 'synthia': 'synthia'}
 
 def _dataset_kwargs(p:ExperimentParams) -> dict:
     if p.dataset == 'synthstreets':
@@ -97,8 +100,9 @@ def _dataset_kwargs(p:ExperimentParams) -> dict:
 
 def source_dataset(p:ExperimentParams):
     "The labeled training set of the source domain of a domain-adaptation run."
-    if p.source == 'synthstreets-sim':
-        return get_dataset('synthstreets', 'train', style='sim', height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_source, n_val=p.n_val)
+    if SOURCES[p.source] == 'synthstreets':
+        return get_dataset('synthstreets', 'train', style=p.source.removeprefix('synthstreets-'), height=p.height, width=p.width,
+                           seed=p.data_seed, n_train=p.n_source, n_val=p.n_val)
     return get_dataset(SOURCES[p.source], 'train', **({'num_classes': 16} if p.source == 'synthia' else {}))
 
 def _train_size(p:ExperimentParams) -> int:
@@ -150,8 +154,9 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     cow_sigma(p)
     if p.source:
         check_choice('source', p.source, list(SOURCES))
-        if p.dataset != ('synthstreets' if p.source == 'synthstreets-sim' else 'cityscapes'):
-            raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if p.source == 'synthstreets-sim' else 'cityscapes'}, not dataset={p.dataset!r}")
+        ours = SOURCES[p.source] == 'synthstreets'
+        if p.dataset != ('synthstreets' if ours else 'cityscapes'):
+            raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
         if p.method in ('cutout', 'cowout'): raise ParameterError(f"method={p.method!r} is a semi-supervised method; with a source use: supervised, classmix, cutmix, cowmix, dacs")
     elif p.method == 'dacs': raise ParameterError("method='dacs' mixes a source domain into the target: give source= (one of: " + ', '.join(SOURCES) + ')')
     if DATASETS[p.dataset].val_split is None:

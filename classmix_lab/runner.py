@@ -19,7 +19,7 @@ from .datasets import DATASETS
 __all__ = ['DEMO', 'STATS_REPORTS', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
            'execute_notebook', 'record_for', 'read_index', 'update_index', 'thesis_tables', 'write_index_html',
            'expand_grid', 'run_name', 'provenance', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name',
-           'dataset_stats', 'ablation_runs', 'dacs_runs']
+           'dataset_stats', 'ablation_runs', 'gap_runs', 'dacs_runs']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -255,8 +255,9 @@ def thesis_tables(rs:list) -> str:
             m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
             body += (f"<tr><td>{e(l)}</td><td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
                      f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td><td class='num'>{len(g)}</td></tr>")
-        table = '5.2' if any(r['params'].get('source') for g in groups.values() for r in g) else '5.1'   # domain adaptation: Table 5.2
-        what = f"source: {e(str(next(iter(groups.values()))[0]['params'].get('source')))}" if table == '5.2' else f"labeled: {e(a)}"
+        sources = list(dict.fromkeys(str(r['params'].get('source') or '') for g in groups.values() for r in g))
+        table = '5.2' if any(sources) else '5.1'   # domain adaptation: Table 5.2
+        what = (f"source: {e(sources[0])}" if len(sources) == 1 else 'sources: ' + ', '.join(e(x or 'none') for x in sources)) if table == '5.2' else f"labeled: {e(a)}"
         out += [f"<h3>Settings compared (thesis Table {table} layout; {what}; mean &plusmn; std over seeds)</h3>",
                 f"<table><tr><th>setting</th><th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>runs</th></tr>{body}</table>"]
     classes = list(next(iter(groups.values()))[0]['iou'])
@@ -495,6 +496,16 @@ def ablation_runs(iterations:int=500, # iterations of each run (the 2x row doubl
             if kw['method'] != 'supervised': r['compare_with'] = [f"{_slug(baseline or 'Baseline')}_seed-{seed}"]   # Fig. 4.2
             runs.append(r)
     return runs
+
+def gap_runs(iterations:int=3000, seeds=(0,), **base) -> list:
+    """Where the sim -> real gap is: source-only networks trained from scratch on sim, on sim with one group of the real
+    style's fields (camera, layout, look: `synthstreets.STYLE_GROUPS`) and on real-style images, all evaluated on real val."""
+    # lr: the pretraining's (nbs/experiments/pretrain.ipynb), since these networks start from scratch too
+    settings = [('Sim', 'sim'), ('Sim, real camera', 'sim+real-camera'), ('Sim, real layout', 'sim+real-layout'),
+                ('Sim, real look', 'sim+real-look'), ('Real (no gap)', 'real')]
+    return [{**DEMO, 'labeled': 'all', 'method': 'supervised', 'init': 'none', 'lr': 0.01, 'iterations': iterations, **base, 'source': f'synthstreets-{st}',
+             'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}", **({} if st == 'sim' else {'baseline': 'Sim'})}
+            for seed in seeds for label, st in settings]
 
 def dacs_runs(iterations:int=1000, seeds=(0,), **base) -> list:
     "The runs of the Table 5.2 domain-adaptation comparison on SynthStreets sim -> real."

@@ -7,16 +7,17 @@ Docs: https://github.com/classmix-lab/classmix_lab/synthstreets.html.md"""
 # %% ../nbs/01_synthstreets.ipynb #957ab056
 from __future__ import annotations
 import colorsys, json, os, shutil, zlib
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 # %% auto #0
 __all__ = ['CLASSES', 'ROAD', 'SIDEWALK', 'BUILDING', 'FENCE', 'POLE', 'SIGN', 'VEG', 'TERRAIN', 'SKY', 'PERSON', 'CAR',
-           'PALETTE', 'GENERATOR_VERSION', 'SIM', 'REAL', 'STYLES', 'PRIORS', 'PROTOTYPES', 'GROUND', 'SKYDEPTH',
-           'TEXTURES', 'NOISE_SCALES', 'Style', 'Canvas', 'build_street', 'draw_fence', 'draw_tree', 'draw_pole',
-           'draw_person', 'draw_car', 'value_noise', 'render_scene', 'save_label_png', 'synthstreets_root']
+           'PALETTE', 'GENERATOR_VERSION', 'SIM', 'REAL', 'STYLE_GROUPS', 'STYLES', 'PRIORS', 'PROTOTYPES', 'GROUND',
+           'SKYDEPTH', 'TEXTURES', 'NOISE_SCALES', 'Style', 'swap_group', 'Canvas', 'build_street', 'draw_fence',
+           'draw_tree', 'draw_pole', 'draw_person', 'draw_car', 'value_noise', 'render_scene', 'save_label_png',
+           'synthstreets_root']
 
 # %% ../nbs/01_synthstreets.ipynb #283ae54c
 CLASSES = ('road', 'sidewalk', 'building', 'fence', 'pole', 'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'car')
@@ -68,9 +69,26 @@ SIM = Style('sim', horizon=(0.40, 0.50), cam_height=(1.7, 2.3), focal=(0.8, 0.95
             instance_jitter=0.05, texture=0.7, shadows=0.35, haze=(1500., 3000.), exposure=(0.95, 1.05),
             white_balance=0.0, blur=(0., 0.), noise=(0., 0.), supersample=2)
 REAL = Style('real')
-STYLES = {'sim': SIM, 'real': REAL}
 
-# %% ../nbs/01_synthstreets.ipynb #f8eb39f9
+# %% ../nbs/01_synthstreets.ipynb #6024d284
+STYLE_GROUPS = {
+    'camera': ('horizon', 'cam_height', 'focal'),
+    'layout': ('lanes', 'lane_width', 'sidewalk', 'terrain_p', 'terrain', 'building_gap_p', 'building_height', 'building_len',
+               'trees', 'poles', 'sign_p', 'fence_p', 'cars', 'parked', 'persons'),
+    'look': ('palette', 'colour_spread', 'instance_jitter', 'texture', 'shadows', 'haze', 'exposure', 'white_balance', 'blur',
+             'noise', 'supersample')}
+
+def swap_group(base:Style, # the style to start from
+               donor:Style, # the style whose fields replace base's in `group`
+               group:str, # a key of `STYLE_GROUPS`
+               name:str|None=None) -> Style: # default '<base>+<donor>-<group>'
+    "`base` with the fields of one group taken from `donor`."
+    if group not in STYLE_GROUPS: raise ValueError(f"group={group!r} is not one of: {', '.join(STYLE_GROUPS)}")
+    return replace(base, name=name or f'{base.name}+{donor.name}-{group}', **{f: getattr(donor, f) for f in STYLE_GROUPS[group]})
+
+STYLES = {'sim': SIM, 'real': REAL, **{s.name: s for s in (swap_group(SIM, REAL, g) for g in STYLE_GROUPS)}}
+
+# %% ../nbs/01_synthstreets.ipynb #3b619ad3
 PRIORS = {  # class: (hue centre, hue spread, saturation range, value range)
     ROAD: (0.08, 0.5, (0.0, 0.15), (0.22, 0.55)), SIDEWALK: (0.07, 0.5, (0.0, 0.35), (0.35, 0.8)),
     BUILDING: (0.08, 1.0, (0.05, 0.45), (0.25, 0.9)), FENCE: (0.1, 1.0, (0.0, 0.4), (0.2, 0.7)),
@@ -83,7 +101,7 @@ PROTOTYPES = {  # the game-like palette of the sim style (HSV)
     POLE: (0.6, 0.1, 0.4), SIGN: (0.0, 0.8, 0.8), VEG: (0.3, 0.7, 0.45), TERRAIN: (0.22, 0.6, 0.6),
     SKY: (0.58, 0.5, 0.95), PERSON: (0.0, 0.5, 0.5), CAR: (0.6, 0.6, 0.6)}
 
-# %% ../nbs/01_synthstreets.ipynb #8415e71f
+# %% ../nbs/01_synthstreets.ipynb #9ac31ea4
 def _u(rng, r): return rng.uniform(*r)
 def _box(a, b): return [min(a[0], b[0]), min(a[1], b[1]), max(a[0], b[0]), max(a[1], b[1])]
 GROUND, SKYDEPTH = -1., -2.  # depth codes: on the ground plane (depth from the row), or sky
@@ -148,7 +166,7 @@ class Canvas:
         "Whether an object of `size` m at depth `Z` spans at least a third of a pixel."
         return Z > 0.5 and self.f*size/Z > 0.33
 
-# %% ../nbs/01_synthstreets.ipynb #01f2aa72
+# %% ../nbs/01_synthstreets.ipynb #6f8921e1
 def _skyline(cv, zs):
     "Distant buildings and tree lines at depth `zs`, across the whole view."
     rng = cv.rng
@@ -187,7 +205,7 @@ def _buildings(cv, sgn, xb, zfar=160.):
                     cv.facade(wi, xb - sgn*0.01, y, y + wh, zz, zz + ww); zz += sx
                 y += sy
 
-# %% ../nbs/01_synthstreets.ipynb #8f71135a
+# %% ../nbs/01_synthstreets.ipynb #b8e4329e
 def build_street(cv:Canvas):
     "Lay out and draw one street scene on `cv`."
     rng, st = cv.rng, cv.st
@@ -238,7 +256,7 @@ def build_street(cv:Canvas):
     for z in per100(st.persons/6, 3, 40): objs.append((z, draw_person, dict(X=rng.uniform(rl, rr))))
     for z, fn, kw in sorted(objs, key=lambda o: -o[0]): fn(cv, z, **kw)
 
-# %% ../nbs/01_synthstreets.ipynb #4d8c6644
+# %% ../nbs/01_synthstreets.ipynb #eaf24f6c
 def draw_fence(cv, z, X, z0, z1, h):
     cv.facade(cv.add(FENCE, cv.jitter(cv.class_rgb[FENCE]), 'fence', (z0 + z1)/2), X, 0, h, max(z0, 0.5), z1)
 
@@ -310,7 +328,7 @@ def draw_car(cv, z, X, facing):
     lamp = cv.add(CAR, (0.8, 0.1, 0.1) if facing > 0 else (0.95, 0.95, 0.8), 'flat', z)
     for x0 in (X - w/2 + 0.05, X + w/2 - 0.3): cv.rect(lamp, x0, x0 + 0.25, hb - 0.25, hb - 0.08, z)
 
-# %% ../nbs/01_synthstreets.ipynb #5f57e010
+# %% ../nbs/01_synthstreets.ipynb #2766bb08
 TEXTURES = {  # texture kind -> [(noise field, contrast)]
     'sky': [(3, 0.10)], 'ground': [(0, 0.08), (2, 0.10)], 'road': [(0, 0.10), (3, 0.10)], 'sidewalk': [(1, 0.12), (2, 0.06)],
     'terrain': [(1, 0.20), (2, 0.12)], 'building': [(1, 0.05), (2, 0.10)], 'veg': [(1, 0.30), (2, 0.15)],
@@ -352,7 +370,7 @@ def _composite(cv:Canvas, height:int, width:int):
     if st.noise[1] > 0: arr = arr + rng.normal(0, _u(rng, st.noise), arr.shape).astype(np.float32)
     return (np.clip(arr, 0, 1)*255 + 0.5).astype(np.uint8), labels[inst[ss//2::ss, ss//2::ss]]
 
-# %% ../nbs/01_synthstreets.ipynb #204a4f9f
+# %% ../nbs/01_synthstreets.ipynb #594692d5
 def render_scene(seed:int, # dataset seed
                  index:int, # image index within the split
                  style:Style|str='real', # a `Style` or a name in `STYLES`
@@ -365,7 +383,7 @@ def render_scene(seed:int, # dataset seed
     build_street(cv)
     return _composite(cv, height, width)
 
-# %% ../nbs/01_synthstreets.ipynb #4b3d1b0c
+# %% ../nbs/01_synthstreets.ipynb #641118fa
 def save_label_png(path:Path|str, label:np.ndarray, palette:np.ndarray=PALETTE):
     "Save a class-index map as an 8-bit palette PNG (values are indices; 255 = ignore shows black)."
     im = Image.fromarray(label.astype(np.uint8), 'P')
@@ -390,7 +408,7 @@ def _pool(workers):
     import multiprocessing as mp
     return mp.get_context('fork' if os.name == 'posix' else 'spawn').Pool(workers)
 
-# %% ../nbs/01_synthstreets.ipynb #d55f7880
+# %% ../nbs/01_synthstreets.ipynb #833b16b8
 def synthstreets_root(style:str='real', # 'sim' or 'real'
                       height:int=96, width:int=192, # image size
                       seed:int=0, # dataset seed

@@ -143,9 +143,26 @@ def test_domain_adaptation_on_synthstreets(tmp_path, method, align):
         assert m['align_to'] == pytest.approx(list(class_distribution(target, 11))) and sum(m['align_to']) == pytest.approx(1)
 
 
+def test_a_source_of_any_synthstreets_style(tmp_path):
+    "The source of a run on SynthStreets can be any of its styles: the images the run trains on are drawn in that style."
+    import numpy as np
+    from classmix_lab import synthstreets as ss
+    from classmix_lab.data import load_tensors
+    from classmix_lab.experiment import source_dataset
+    for style in ('sim+real-look', 'real'):
+        p = da(tmp_path, source=f'synthstreets-{style}', method='supervised', n_source=3)
+        validate(p)
+        x, y = load_tensors(source_dataset(p))
+        img, lab = ss.render_scene(p.data_seed, 2, style, p.height, p.width, 'train')
+        assert len(x) == 3 and np.array_equal(y[2].numpy(), lab) and np.array_equal(x[2].permute(1, 2, 0).numpy(), img)
+    m = run_experiment(da(tmp_path, source='synthstreets-sim+real-layout', method='supervised', n_source=6), progress=None).metrics
+    assert m['status'] == 'ok' and m['n_labeled'] == 6 and m['params']['source'] == 'synthstreets-sim+real-layout'
+
+
 @pytest.mark.parametrize('kw, msg', [
     (dict(method='dacs', source=''), "method='dacs' mixes a source domain into the target: give source="),
-    (dict(source='carla'), "source='carla' is not one of: synthstreets-sim, gta5, synthia"),
+    (dict(source='carla'), "source='carla' is not one of: synthstreets-sim, synthstreets-real, synthstreets-sim\\+real-camera, "
+                           "synthstreets-sim\\+real-layout, synthstreets-sim\\+real-look, gta5, synthia"),
     (dict(source='gta5'), "source='gta5' adapts to cityscapes, not dataset='synthstreets'"),
     (dict(source='synthstreets-sim', method='cutout'), "method='cutout' is a semi-supervised method"),
     (dict(cow_sigma='9,3'), r"cow_sigma='9,3': need 0 < lo <= hi"),

@@ -4,7 +4,7 @@ import json, os, re, shutil
 from pathlib import Path
 import pytest
 from classmix_lab.config import load_settings, ParameterError
-from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, check_params, notebook_to_html, provenance
+from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, gap_runs, check_params, notebook_to_html, provenance
 from classmix_lab.synthstreets import GENERATOR_VERSION
 from classmix_lab.experiment import ExperimentParams, validate
 from conftest import TINY, _session_cache
@@ -150,7 +150,7 @@ def test_demo_runs_are_valid_experiments(tmp_path):
 
 
 def test_thesis_sweeps_are_valid_experiments(tmp_path):
-    for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000)):
+    for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000), gap_runs(3000, seeds=(0, 1))):
         names = [r['run'] for r in runs]
         assert len(set(names)) == len(names)
         for r in runs:
@@ -162,6 +162,11 @@ def test_thesis_sweeps_are_valid_experiments(tmp_path):
     da = {r['label']: r for r in dacs_runs()}
     assert [da[k]['method'] for k in ('Source only', 'IntraMix', 'Distribution-aligned IntraMix', 'InterMix (DACS)')] == ['supervised', 'classmix', 'classmix', 'dacs']
     assert all(r['source'] == 'synthstreets-sim' and r['labeled'] == 'all' for r in da.values())
+    gap = {r['label']: r for r in gap_runs()}
+    assert [gap[k]['source'] for k in ('Sim', 'Sim, real camera', 'Sim, real layout', 'Sim, real look', 'Real (no gap)')] == [
+        'synthstreets-sim', 'synthstreets-sim+real-camera', 'synthstreets-sim+real-layout', 'synthstreets-sim+real-look', 'synthstreets-real']
+    assert all(r['method'] == 'supervised' and r['init'] == 'none' and r['style'] == 'real' for r in gap.values())   # from scratch, on real val
+    assert {r.get('baseline') for r in gap.values()} == {None, 'Sim'} and 'baseline' not in gap['Sim']
 
 
 # --- in a real browser ---------------------------------------------------------------------------------------------

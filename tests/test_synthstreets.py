@@ -103,3 +103,23 @@ def test_bad_parameters_name_themselves(tmp_path):
         ss.synthstreets_root('cartoon', cache_dir=tmp_path)
     with pytest.raises(ParameterError, match='n_train=0 must be a positive integer'):
         ss.synthstreets_root('real', n_train=0, cache_dir=tmp_path)
+
+
+def test_a_hybrid_style_takes_one_group_from_real():
+    """`sim+real-look` keeps sim's layout (its class frequencies) and takes real's look (exposure varies from image to
+    image); `sim+real-layout` takes real's layout (more sidewalk and vegetation) and keeps sim's look."""
+    def measure(style):
+        freq, bright = np.zeros(len(ss.CLASSES)), []
+        for i in range(24):
+            img, lab = ss.render_scene(0, i, style, 48, 96)
+            freq += np.bincount(lab.ravel(), minlength=len(ss.CLASSES))/lab.size/24
+            bright.append(img.mean()/255)
+        return freq, np.std(bright)
+    m = {s: measure(s) for s in ('sim', 'real', 'sim+real-look', 'sim+real-layout')}
+    near = lambda s, a, b, f: abs(f(m[s]) - f(m[a])) < abs(f(m[s]) - f(m[b]))   # s is nearer a than b in f
+    freq_dist = lambda s: lambda v: np.abs(v[0] - m[s][0]).sum()
+    assert freq_dist('sim')(m['sim+real-look']) < freq_dist('real')(m['sim+real-look'])
+    assert freq_dist('real')(m['sim+real-layout']) < freq_dist('sim')(m['sim+real-layout'])
+    assert near('sim+real-look', 'real', 'sim', lambda v: v[1]) and near('sim+real-layout', 'sim', 'real', lambda v: v[1])
+    veg_side = lambda v: v[0][ss.VEG] + v[0][ss.SIDEWALK]
+    assert near('sim+real-layout', 'real', 'sim', veg_side) and near('sim+real-look', 'sim', 'real', veg_side)
