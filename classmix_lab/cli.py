@@ -15,7 +15,7 @@ from .experiment import ExperimentParams
 from . import runner
 
 # %% auto #0
-__all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
+__all__ = ['SWEEPS', 'parse_value', 'parse_pairs', 'parse_seeds', 'main']
 
 # %% ../nbs/10_cli.ipynb #ce0cd7c1
 _TYPES = {f.name: f.type for f in fields(ExperimentParams)}
@@ -49,7 +49,12 @@ def parse_pairs(pairs:list, many:bool=False) -> dict:
         out[k] = [parse_value(k, x) for x in v.split(',')] if many else parse_value(k, v)
     return out
 
-# %% ../nbs/10_cli.ipynb #7a14cc50
+# %% ../nbs/10_cli.ipynb #97b354cb
+#: the lab's named sweeps: command -> (the function that lists its runs, help)
+SWEEPS = {'ablation': (runner.ablation_runs, 'the thesis Table 5.1 ablation on SynthStreets'),
+          'dacs': (runner.dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real'),
+          'gap': (runner.gap_runs, 'where the SynthStreets sim -> real gap is: source only on sim, on sim with the real camera, layout or look, and on real')}
+
 def _parser():
     p = argparse.ArgumentParser(prog='classmix-lab', description='Semi-supervised segmentation and domain adaptation experiments, reported as HTML.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -65,8 +70,7 @@ def _parser():
     s = sub.add_parser('sweep', help='every combination: classmix-lab sweep NAME method=supervised,classmix seed=0,1')
     s.add_argument('name'); s.add_argument('grid', nargs='*', metavar='key=v1,v2')
     s.add_argument('--force', action='store_true')
-    for name, what in (('ablation', 'the thesis Table 5.1 ablation on SynthStreets'), ('dacs', 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real'),
-                       ('gap', 'where the SynthStreets sim -> real gap is: source only on sim, on sim with the real camera, layout or look, and on real')):
+    for name, (_, what) in SWEEPS.items():
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
         a.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-2' (default 0)")
@@ -113,10 +117,10 @@ def main(argv=None) -> int:
             recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return 0 if all(r['status'] == 'ok' for r in recs) else 1
-        elif args.command in ('ablation', 'dacs', 'gap'):
+        elif args.command in SWEEPS:
             params = parse_pairs(args.params)
             seeds = tuple(parse_seeds(args.seeds))
-            runs = dict(ablation=runner.ablation_runs, dacs=runner.dacs_runs, gap=runner.gap_runs)[args.command](seeds=seeds, **params)
+            runs = SWEEPS[args.command][0](seeds=seeds, **params)
             recs = runner.run_sweep(args.name, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return 0 if all(r['status'] == 'ok' for r in recs) else 1

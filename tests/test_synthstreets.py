@@ -116,10 +116,10 @@ def test_a_hybrid_style_takes_one_group_from_real():
             bright.append(img.mean()/255)
         return freq, np.std(bright)
     m = {s: measure(s) for s in ('sim', 'real', 'sim+real-look', 'sim+real-layout')}
-    near = lambda s, a, b, f: abs(f(m[s]) - f(m[a])) < abs(f(m[s]) - f(m[b]))   # s is nearer a than b in f
-    freq_dist = lambda s: lambda v: np.abs(v[0] - m[s][0]).sum()
-    assert freq_dist('sim')(m['sim+real-look']) < freq_dist('real')(m['sim+real-look'])
-    assert freq_dist('real')(m['sim+real-layout']) < freq_dist('sim')(m['sim+real-layout'])
-    assert near('sim+real-look', 'real', 'sim', lambda v: v[1]) and near('sim+real-layout', 'sim', 'real', lambda v: v[1])
-    veg_side = lambda v: v[0][ss.VEG] + v[0][ss.SIDEWALK]
-    assert near('sim+real-layout', 'real', 'sim', veg_side) and near('sim+real-look', 'sim', 'real', veg_side)
+    freq = lambda s: m[s][0]
+    spread = lambda s: m[s][1]
+    veg_side = lambda s: m[s][0][ss.VEG] + m[s][0][ss.SIDEWALK]
+    near = lambda f, s, a, b: np.abs(f(s) - f(a)).sum() < np.abs(f(s) - f(b)).sum()   # f(s) is nearer f(a) than f(b)
+    assert near(freq, 'sim+real-look', 'sim', 'real') and near(freq, 'sim+real-layout', 'real', 'sim')
+    assert near(spread, 'sim+real-look', 'real', 'sim') and near(spread, 'sim+real-layout', 'sim', 'real')
+    assert near(veg_side, 'sim+real-layout', 'real', 'sim') and near(veg_side, 'sim+real-look', 'sim', 'real')
