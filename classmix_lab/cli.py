@@ -52,8 +52,9 @@ def parse_pairs(pairs:list, many:bool=False) -> dict:
 # %% ../nbs/10_cli.ipynb #97b354cb
 #: the lab's named sweeps: command -> (the function that lists its runs, help)
 SWEEPS = {'ablation': (runner.ablation_runs, 'the thesis Table 5.1 ablation on SynthStreets'),
-          'dacs': (runner.dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real'),
-          'gap': (runner.gap_runs, 'where the SynthStreets sim -> real gap is: source only on sim, on sim with the real camera, layout or look, and on real')}
+          'dacs': (runner.dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real (source=synthstreets-game: game -> real)'),
+          'gap': (runner.gap_runs, "where a SynthStreets source's gap to real is (source=synthstreets-sim or synthstreets-game): "
+                                   'source only on it, on it with the real camera, layout or look, and on real')}
 
 def _parser():
     p = argparse.ArgumentParser(prog='classmix-lab', description='Semi-supervised segmentation and domain adaptation experiments, reported as HTML.')

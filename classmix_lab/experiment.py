@@ -87,9 +87,10 @@ def init_path(init:str) -> Path:
     return pretrained_path(init) if init in PRETRAINED else Path(init)
 
 # %% ../nbs/08_experiment.ipynb #9fab8a38
-#: source domain -> dataset. Every SynthStreets style is a source for the real style: `synthstreets-sim` is the lab's
-#: sim -> real pair, the hybrid styles measure parts of its gap, and `synthstreets-real` (labeled images of the
-#: target's own style; its first images are the target's training images) is the run without a gap.
+#: source domain -> dataset. Every SynthStreets style is a source for the real style: `synthstreets-sim` (the
+#: pretraining domain) and `synthstreets-game` (a gap mostly of look, like GTA5's) are the lab's two pairs, the hybrid
+#: styles measure parts of their gaps, and `synthstreets-real` (labeled images of the target's own style; its first
+#: images are the target's training images) is the run without a gap.
 SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5': 'gta5', 'synthia': 'synthia'}
 
 def _dataset_kwargs(p:ExperimentParams) -> dict:

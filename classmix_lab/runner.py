@@ -449,6 +449,7 @@ def pretrain(force:bool=False, **params) -> Path:
 # %% ../nbs/09_runner.ipynb #837a69f7
 STATS_REPORTS = [
     dict(run='synthstreets-sim-vs-real', dataset='synthstreets', style='sim', compare='synthstreets', compare_style='real'),
+    dict(run='synthstreets-game-vs-real', dataset='synthstreets', style='game', compare='synthstreets', compare_style='real'),
     dict(run='camvid-train', dataset='camvid'),
     dict(run='camvid-train-vs-val', dataset='camvid', compare='camvid', compare_split='val'),
 ]
@@ -497,18 +498,27 @@ def ablation_runs(iterations:int=500, # iterations of each run (the 2x row doubl
             runs.append(r)
     return runs
 
-def gap_runs(iterations:int=3000, seeds=(0,), **base) -> list:
-    """Where the sim -> real gap is: source-only networks trained from scratch on sim, on sim with one group of the real
-    style's fields (camera, layout, look: `synthstreets.STYLE_GROUPS`) and on real-style images, all evaluated on real val."""
+def gap_runs(iterations:int=3000, seeds=(0,),
+             source:str='synthstreets-sim', # the source whose gap to real is measured: a SynthStreets style without '+'
+             **base) -> list:
+    """Where a source's gap to real is: source-only networks trained from scratch on the source style, on that style with
+    one group of the real style's fields (camera, layout, look: `synthstreets.STYLE_GROUPS`) and on real-style images,
+    all evaluated on real val."""
+    from classmix_lab.synthstreets import STYLES
+    style = source.removeprefix('synthstreets-')
+    bases = [n for n in STYLES if '+' not in n and n != 'real']
+    if not source.startswith('synthstreets-') or style not in bases:
+        raise ParameterError(f"source={source!r}: the gap sweep measures a SynthStreets style's gap to real; use one of: "
+                             + ', '.join(f'synthstreets-{n}' for n in bases))
+    name = style.capitalize()
+    settings = [(name, style), *((f'{name}, real {g}', f'{style}+real-{g}') for g in ('camera', 'layout', 'look')), ('Real (no gap)', 'real')]
     # lr: the pretraining's (nbs/experiments/pretrain.ipynb), since these networks start from scratch too
-    settings = [('Sim', 'sim'), ('Sim, real camera', 'sim+real-camera'), ('Sim, real layout', 'sim+real-layout'),
-                ('Sim, real look', 'sim+real-look'), ('Real (no gap)', 'real')]
     return [{**DEMO, 'labeled': 'all', 'method': 'supervised', 'init': 'none', 'lr': 0.01, 'iterations': iterations, **base, 'source': f'synthstreets-{st}',
-             'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}", **({} if st == 'sim' else {'baseline': 'Sim'})}
+             'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}", **({} if st == style else {'baseline': name})}
             for seed in seeds for label, st in settings]
 
 def dacs_runs(iterations:int=1000, seeds=(0,), **base) -> list:
-    "The runs of the Table 5.2 domain-adaptation comparison on SynthStreets sim -> real."
+    "The runs of the Table 5.2 domain-adaptation comparison on SynthStreets sim -> real (or `source=` -> real)."
     settings = [('Source only', dict(method='supervised')), ('IntraMix', dict(method='classmix')),
                 ('Distribution-aligned IntraMix', dict(method='classmix', align=True)), ('InterMix (DACS)', dict(method='dacs'))]
     return [{**DEMO, 'labeled': 'all', 'source': 'synthstreets-sim', 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label,

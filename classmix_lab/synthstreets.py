@@ -14,10 +14,10 @@ from PIL import Image, ImageDraw, ImageFilter
 
 # %% auto #0
 __all__ = ['CLASSES', 'ROAD', 'SIDEWALK', 'BUILDING', 'FENCE', 'POLE', 'SIGN', 'VEG', 'TERRAIN', 'SKY', 'PERSON', 'CAR',
-           'PALETTE', 'GENERATOR_VERSION', 'SIM', 'REAL', 'STYLE_GROUPS', 'STYLES', 'PRIORS', 'PROTOTYPES', 'GROUND',
-           'SKYDEPTH', 'TEXTURES', 'NOISE_SCALES', 'Style', 'swap_group', 'Canvas', 'build_street', 'draw_fence',
-           'draw_tree', 'draw_pole', 'draw_person', 'draw_car', 'value_noise', 'render_scene', 'save_label_png',
-           'synthstreets_root']
+           'PALETTE', 'GENERATOR_VERSION', 'SIM', 'REAL', 'GAME', 'STYLE_GROUPS', 'STYLES', 'PRIORS', 'PROTOTYPES',
+           'GROUND', 'SKYDEPTH', 'TEXTURES', 'NOISE_SCALES', 'Style', 'swap_group', 'Canvas', 'build_street',
+           'draw_fence', 'draw_tree', 'draw_pole', 'draw_person', 'draw_car', 'value_noise', 'render_scene',
+           'save_label_png', 'synthstreets_root']
 
 # %% ../nbs/01_synthstreets.ipynb #283ae54c
 CLASSES = ('road', 'sidewalk', 'building', 'fence', 'pole', 'traffic sign', 'vegetation', 'terrain', 'sky', 'person', 'car')
@@ -62,6 +62,7 @@ class Style:
     blur: tuple = (0.2, 0.7)  # Gaussian blur sigma (px)
     noise: tuple = (0.005, 0.03)  # sensor noise sigma (of the 0-1 range)
     supersample: int = 2  # render at this multiple and average down (antialiasing)
+    saturation: tuple = (1., 1.)  # global colour-saturation gain (a game's vivid tone mapping above 1)
 
 SIM = Style('sim', horizon=(0.40, 0.50), cam_height=(1.7, 2.3), focal=(0.8, 0.95), lanes=(3, 4), lane_width=(3.2, 3.8),
             sidewalk=(2.5, 4.0), terrain_p=0.15, building_gap_p=0.1, building_height=(10., 40.), trees=2.0, poles=3.0,
@@ -69,6 +70,11 @@ SIM = Style('sim', horizon=(0.40, 0.50), cam_height=(1.7, 2.3), focal=(0.8, 0.95
             instance_jitter=0.05, texture=0.7, shadows=0.35, haze=(1500., 3000.), exposure=(0.95, 1.05),
             white_balance=0.0, blur=(0., 0.), noise=(0., 0.), supersample=2)
 REAL = Style('real')
+GAME = Style('game', horizon=(0.38, 0.48), cam_height=(1.5, 2.0), focal=(0.85, 1.0), lanes=(2, 3), lane_width=(3.0, 3.6),
+             sidewalk=(2.0, 4.0), terrain_p=0.35, building_gap_p=0.2, building_height=(8., 30.), trees=4.0, poles=3.5,
+             sign_p=0.5, fence_p=0.25, cars=5.0, parked=4.5, persons=4.5, palette='prototype', colour_spread=0.5,
+             instance_jitter=0.05, texture=1.4, shadows=0.9, haze=(3000., 6000.), exposure=(1.0, 1.1),
+             white_balance=0.0, blur=(0., 0.), noise=(0., 0.), supersample=2, saturation=(1.3, 1.5))
 
 # %% ../nbs/01_synthstreets.ipynb #6024d284
 STYLE_GROUPS = {
@@ -76,7 +82,7 @@ STYLE_GROUPS = {
     'layout': ('lanes', 'lane_width', 'sidewalk', 'terrain_p', 'terrain', 'building_gap_p', 'building_height', 'building_len',
                'trees', 'poles', 'sign_p', 'fence_p', 'cars', 'parked', 'persons'),
     'look': ('palette', 'colour_spread', 'instance_jitter', 'texture', 'shadows', 'haze', 'exposure', 'white_balance', 'blur',
-             'noise', 'supersample')}
+             'noise', 'supersample', 'saturation')}
 
 def swap_group(base:Style, # the style to start from
                donor:Style, # the style whose fields replace base's in `group`
@@ -86,7 +92,8 @@ def swap_group(base:Style, # the style to start from
     if group not in STYLE_GROUPS: raise ValueError(f"group={group!r} is not one of: {', '.join(STYLE_GROUPS)}")
     return replace(base, name=name or f'{base.name}+{donor.name}-{group}', **{f: getattr(donor, f) for f in STYLE_GROUPS[group]})
 
-STYLES = {'sim': SIM, 'real': REAL, **{s.name: s for s in (swap_group(SIM, REAL, g) for g in STYLE_GROUPS)}}
+STYLES = {'sim': SIM, 'real': REAL, 'game': GAME,
+          **{s.name: s for s in (swap_group(base, REAL, g) for base in (SIM, GAME) for g in STYLE_GROUPS)}}
 
 # %% ../nbs/01_synthstreets.ipynb #3b619ad3
 PRIORS = {  # class: (hue centre, hue spread, saturation range, value range)
@@ -363,6 +370,9 @@ def _composite(cv:Canvas, height:int, width:int):
     img = img*(1 - hz) + hz*cv.class_rgb[SKY]*1.05
     img = np.where(sky[..., None], img*(1 - 0.35*(1 - rows/max(cv.yh, 1)))[..., None], img)
     img = img*_u(rng, st.exposure)*(1 + rng.uniform(-st.white_balance, st.white_balance, 3))
+    if st.saturation != (1., 1.):   # scale each pixel's distance from its grey (draws nothing when the gain is 1)
+        grey = img.mean(-1, keepdims=True)
+        img = grey + (img - grey)*_u(rng, st.saturation)
     im = Image.fromarray((np.clip(img, 0, 1)*255 + 0.5).astype(np.uint8))
     if ss > 1: im = im.resize((width, height), Image.BOX)
     if st.blur[1] > 0: im = im.filter(ImageFilter.GaussianBlur(_u(rng, st.blur)))

@@ -150,7 +150,8 @@ def test_demo_runs_are_valid_experiments(tmp_path):
 
 
 def test_thesis_sweeps_are_valid_experiments(tmp_path):
-    for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000), gap_runs(3000, seeds=(0, 1))):
+    for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000), dacs_runs(source='synthstreets-game'), gap_runs(3000, seeds=(0, 1)),
+                 gap_runs(source='synthstreets-game')):
         names = [r['run'] for r in runs]
         assert len(set(names)) == len(names)
         for r in runs:
@@ -167,6 +168,14 @@ def test_thesis_sweeps_are_valid_experiments(tmp_path):
         'synthstreets-sim', 'synthstreets-sim+real-camera', 'synthstreets-sim+real-layout', 'synthstreets-sim+real-look', 'synthstreets-real']
     assert all(r['method'] == 'supervised' and r['init'] == 'none' and r['style'] == 'real' for r in gap.values())   # from scratch, on real val
     assert {r.get('baseline') for r in gap.values()} == {None, 'Sim'} and 'baseline' not in gap['Sim']
+    game = {r['label']: r for r in gap_runs(source='synthstreets-game')}   # the same rows for the game source
+    assert [game[k]['source'] for k in ('Game', 'Game, real camera', 'Game, real layout', 'Game, real look', 'Real (no gap)')] == [
+        'synthstreets-game', 'synthstreets-game+real-camera', 'synthstreets-game+real-layout', 'synthstreets-game+real-look', 'synthstreets-real']
+    assert {r.get('baseline') for r in game.values()} == {None, 'Game'}
+    assert all(r['source'] == 'synthstreets-game' for r in dacs_runs(source='synthstreets-game'))
+    for bad in ('synthstreets-real', 'synthstreets-sim+real-look', 'gta5'):   # no gap to measure, or not a SynthStreets style
+        with pytest.raises(ParameterError, match=re.escape(f"source='{bad}': the gap sweep measures a SynthStreets style's gap to real; use one of: synthstreets-sim, synthstreets-game")):
+            gap_runs(source=bad)
 
 
 # --- in a real browser ---------------------------------------------------------------------------------------------
