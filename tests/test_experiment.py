@@ -1,5 +1,5 @@
 """One experiment end to end (small sizes): metrics, split, weights, the pretrained start, and a killed run resumed."""
-import json, os, signal, subprocess, sys, time
+import json, os, re, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
 import torch
@@ -161,8 +161,9 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
 
 @pytest.mark.parametrize('kw, msg', [
     (dict(method='dacs', source=''), "method='dacs' mixes a source domain into the target: give source="),
-    (dict(source='carla'), "source='carla' is not one of: synthstreets-sim, synthstreets-real, synthstreets-sim\\+real-camera, "
-                           "synthstreets-sim\\+real-layout, synthstreets-sim\\+real-look, gta5, synthia"),
+    (dict(source='carla'), re.escape("source='carla' is not one of: synthstreets-sim, synthstreets-real, synthstreets-game, "
+                                     "synthstreets-sim+real-camera, synthstreets-sim+real-layout, synthstreets-sim+real-look, "
+                                     "synthstreets-game+real-camera, synthstreets-game+real-layout, synthstreets-game+real-look, gta5, synthia")),
     (dict(source='gta5'), "source='gta5' adapts to cityscapes, not dataset='synthstreets'"),
     (dict(source='synthstreets-sim', method='cutout'), "method='cutout' is a semi-supervised method"),
     (dict(cow_sigma='9,3'), r"cow_sigma='9,3': need 0 < lo <= hi"),
