@@ -504,14 +504,14 @@ def gap_runs(iterations:int=3000, seeds=(0,),
     """Where a source's gap to real is: source-only networks trained from scratch on the source style, on that style with
     one group of the real style's fields (camera, layout, look: `synthstreets.STYLE_GROUPS`) and on real-style images,
     all evaluated on real val."""
-    from classmix_lab.synthstreets import STYLES
+    from classmix_lab.synthstreets import STYLES, STYLE_GROUPS
     style = source.removeprefix('synthstreets-')
     bases = [n for n in STYLES if '+' not in n and n != 'real']
     if not source.startswith('synthstreets-') or style not in bases:
         raise ParameterError(f"source={source!r}: the gap sweep measures a SynthStreets style's gap to real; use one of: "
                              + ', '.join(f'synthstreets-{n}' for n in bases))
     name = style.capitalize()
-    settings = [(name, style), *((f'{name}, real {g}', f'{style}+real-{g}') for g in ('camera', 'layout', 'look')), ('Real (no gap)', 'real')]
+    settings = [(name, style), *((f'{name}, real {g}', f'{style}+real-{g}') for g in STYLE_GROUPS), ('Real (no gap)', 'real')]
     # lr: the pretraining's (nbs/experiments/pretrain.ipynb), since these networks start from scratch too
     return [{**DEMO, 'labeled': 'all', 'method': 'supervised', 'init': 'none', 'lr': 0.01, 'iterations': iterations, **base, 'source': f'synthstreets-{st}',
              'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}", **({} if st == style else {'baseline': name})}

@@ -103,7 +103,7 @@ PRIORS = {  # class: (hue centre, hue spread, saturation range, value range)
     VEG: (0.27, 0.12, (0.3, 0.8), (0.15, 0.6)), TERRAIN: (0.2, 0.12, (0.25, 0.7), (0.3, 0.75)),
     SKY: (0.58, 0.1, (0.05, 0.55), (0.6, 1.0)), PERSON: (0.0, 1.0, (0.1, 0.7), (0.1, 0.8)),
     CAR: (0.0, 1.0, (0.0, 0.8), (0.1, 0.9))}
-PROTOTYPES = {  # the game-like palette of the sim style (HSV)
+PROTOTYPES = {  # the game palette (HSV) of a style with palette='prototype', like the game style
     ROAD: (0.0, 0.0, 0.35), SIDEWALK: (0.05, 0.2, 0.6), BUILDING: (0.08, 0.3, 0.6), FENCE: (0.1, 0.3, 0.45),
     POLE: (0.6, 0.1, 0.4), SIGN: (0.0, 0.8, 0.8), VEG: (0.3, 0.7, 0.45), TERRAIN: (0.22, 0.6, 0.6),
     SKY: (0.58, 0.5, 0.95), PERSON: (0.0, 0.5, 0.5), CAR: (0.6, 0.6, 0.6)}
@@ -419,7 +419,7 @@ def _pool(workers):
     return mp.get_context('fork' if os.name == 'posix' else 'spawn').Pool(workers)
 
 # %% ../nbs/01_synthstreets.ipynb #833b16b8
-def synthstreets_root(style:str='real', # 'sim' or 'real'
+def synthstreets_root(style:str='real', # a name in `STYLES`
                       height:int=96, width:int=192, # image size
                       seed:int=0, # dataset seed
                       n_train:int=600, n_val:int=200, # split sizes
