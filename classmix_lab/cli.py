@@ -6,24 +6,30 @@ Docs: https://github.com/classmix-lab/classmix_lab/cli.html.md"""
 
 # %% ../nbs/10_cli.ipynb #75bb973f
 from __future__ import annotations
-import argparse, sys
+import argparse, json, sys
 from dataclasses import fields
 from pathlib import Path
 from .config import ParameterError, load_settings
 from .data import DatasetError
 from .experiment import ExperimentParams
-from . import runner
+from . import index, runner, sweeps
+from .sweeps import SWEEPS
 
 # %% auto #0
-__all__ = ['SWEEPS', 'parse_value', 'parse_pairs', 'parse_seeds', 'main']
+__all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
 
 # %% ../nbs/10_cli.ipynb #ce0cd7c1
 _TYPES = {f.name: f.type for f in fields(ExperimentParams)}
 
 def parse_value(key:str, text:str):
-    "Convert `text` to the type of experiment parameter `key`."
-    if key not in _TYPES and key != 'compare_with': raise ParameterError(f"unknown parameter {key!r}; parameters: {', '.join(sorted(_TYPES))}")
+    """Convert `text` to the type of experiment parameter `key`. Other names are a method's settings: they stay text,
+    and the method converts and checks them (`ExperimentParams.from_dict`, `make_method`)."""
     t = _TYPES.get(key, 'str')
+    if t == 'dict':
+        try: v = json.loads(text)
+        except ValueError: v = None
+        if not isinstance(v, dict): raise ParameterError(f"{key}={text!r} must be a JSON object, e.g. {key}='{{\"tau\": 0.9}}'")
+        return v
     try:
         if t == 'int': return int(text)
         if t == 'float': return float(text)
@@ -50,12 +56,6 @@ def parse_pairs(pairs:list, many:bool=False) -> dict:
     return out
 
 # %% ../nbs/10_cli.ipynb #97b354cb
-#: the lab's named sweeps: command -> (the function that lists its runs, help)
-SWEEPS = {'ablation': (runner.ablation_runs, 'the thesis Table 5.1 ablation on SynthStreets'),
-          'dacs': (runner.dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real (source=synthstreets-game: game -> real)'),
-          'gap': (runner.gap_runs, "where a SynthStreets source's gap to real is (source=synthstreets-sim or synthstreets-game): "
-                                   'source only on it, on it with the real camera, layout or look, and on real')}
-
 def _parser():
     p = argparse.ArgumentParser(prog='classmix-lab', description='Semi-supervised segmentation and domain adaptation experiments, reported as HTML.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -78,7 +78,8 @@ def _parser():
         a.add_argument('--name', default=name, help=f'sweep name, a folder under runs/ and reports/ (default {name}); '
                                                     'another name keeps a variant, e.g. iterations=4000, beside the default sweep')
         a.add_argument('--force', action='store_true')
-    sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
+    ix = sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
+    ix.add_argument('--rebuild', action='store_true', help='remake reports/index.json from the run folders (runs/<sweep>/<run>/); the old one is kept as index.json.bak')
     t = sub.add_parser('pretrain', help='make the sim-pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb)')
     t.add_argument('params', nargs='*', metavar='key=value', help='pretrain.ipynb parameters, e.g. iterations=2000')
     t.add_argument('--force', action='store_true')
@@ -94,6 +95,7 @@ def _parser():
     sp.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-9'")
     return p
 
+# %% ../nbs/10_cli.ipynb #08e87716
 def parse_seeds(text:str) -> list:
     "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]."
     try:
@@ -101,40 +103,76 @@ def parse_seeds(text:str) -> list:
         return [int(x) for x in text.split(',')]
     except ValueError: raise ParameterError(f"seeds={text!r} must be like '0', '0,1,2' or '0-9'") from None
 
+_INPUT_ERRORS = ('ParameterError', 'DatasetError')   # raised for bad input, also when found inside a run's notebook
+
+def _exit_status(recs:list) -> int:
+    "0 when every run finished; 1 when one failed for a reason other than its input; else 2 (a run refused its input)."
+    failed = [r for r in recs if r['status'] != 'ok']
+    if not failed: return 0
+    return 2 if all(str(r.get('error') or '').startswith(_INPUT_ERRORS) for r in failed) else 1
+
+def _literal_pairs(pairs:list) -> dict:
+    "`['a=1', 'b=x']` -> {'a': 1, 'b': 'x'} (template parameters, their types guessed from the text)."
+    bad = next((p for p in pairs if '=' not in p), None)
+    if bad is not None: raise ParameterError(f"{bad!r} is not key=value")
+    return {k: _literal(v) for k, v in (p.split('=', 1) for p in pairs)}
+
+def _parse(argv):
+    "The arguments, with `key=value` parameters accepted in any order (after an option too); anything else unknown is refused."
+    p = _parser()
+    args, rest = p.parse_known_args(argv)
+    if rest:
+        extra = getattr(args, 'grid', None) if args.command == 'sweep' else getattr(args, 'params', None)
+        bad = [t for t in rest if t.startswith('-') or '=' not in t]
+        if extra is None or bad: raise ParameterError(f"{(bad or rest)[0]!r}: not an option or a key=value parameter of '{args.command}' (see classmix-lab {args.command} --help)")
+        extra.extend(rest)
+    return args
+
+# %% ../nbs/10_cli.ipynb #cebe279d
 def main(argv=None) -> int:
-    "Entry point of the `classmix-lab` console script."
-    args = _parser().parse_args(argv)
+    """Entry point of the `classmix-lab` console script. Exit status: 0 all done; 2 bad input (a parameter, a file or a
+    dataset refused, before or inside a run); 1 a run failed for another reason."""
+    try: args = _parse(argv)
+    except ParameterError as e:
+        print(f"classmix-lab: error: {e}", file=sys.stderr)
+        return 2
     try:
         if args.command == 'demo':
-            out = runner.demo(args.iterations, args.device, force=args.force)
-            print(f"\nreport: {out}")
+            s = load_settings()   # as `sweeps.demo`, with the records kept for the exit status
+            recs = runner.run_sweep('demo', sweeps.demo_runs(args.iterations, args.device or s.device), settings=s, force=args.force)
+            print(f"\nreport: {Path(s.reports_dir)/'index.html'}")
+            return _exit_status(recs)
         elif args.command == 'run':
             params = parse_pairs(args.params)
-            recs = runner.run_sweep(args.sweep, [dict(params, **({'run': args.name} if args.name else {}))], force=args.force)
+            recs = runner.run_sweep(args.sweep, [dict(params, **({'run': args.name} if args.name is not None else {}))], force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
-            return 0 if all(r['status'] == 'ok' for r in recs) else 1
+            return _exit_status(recs)
         elif args.command == 'sweep':
             grid = parse_pairs(args.grid, many=True)
             recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
-            return 0 if all(r['status'] == 'ok' for r in recs) else 1
+            return _exit_status(recs)
         elif args.command in SWEEPS:
             params = parse_pairs(args.params)
             seeds = tuple(parse_seeds(args.seeds))
             runs = SWEEPS[args.command][0](seeds=seeds, **params)
             recs = runner.run_sweep(args.name, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
-            return 0 if all(r['status'] == 'ok' for r in recs) else 1
+            return _exit_status(recs)
         elif args.command == 'index':
-            print(runner.write_index_html(load_settings().reports_dir))
+            s = load_settings()
+            print(index.rebuild_index(s.reports_dir, s.runs_dir) if args.rebuild else index.write_index_html(s.reports_dir))
         elif args.command == 'pretrain':
-            params = dict(kv.split('=', 1) for kv in args.params)
-            print(f"\nreport: {runner.pretrain(force=args.force, **{k: _literal(v) for k, v in params.items()})}")
+            params = _literal_pairs(args.params)   # as `sweeps.pretrain`, with the record kept for the exit status
+            recs = runner.run_sweep('pretrain', [dict(params, run='synthstreets-sim', template='pretrain')], force=args.force)
+            if recs[0].get('report'): print(f"\nreport: {Path(load_settings().reports_dir)/recs[0]['report']}")
+            return _exit_status(recs)
         elif args.command == 'stats':
-            params = {k: _literal(v) for k, v in (kv.split('=', 1) if '=' in kv else (kv, None) for kv in args.params)}
-            if any(v is None for v in params.values()): raise ParameterError(f"{next(k for k, v in params.items() if v is None)!r} is not key=value")
-            runs = [dict(params, **({'run': args.name} if args.name else {}))] if params else None
-            print(f"\nreport: {runner.dataset_stats(runs, force=args.force)}")
+            params = _literal_pairs(args.params)
+            runs = [dict(params, **({'run': args.name} if args.name is not None else {}))] if params else sweeps.STATS_REPORTS
+            recs = runner.run_sweep('dataset-stats', [dict(r, run=r.get('run') or sweeps.stats_name(r)) for r in runs], template='dataset_stats', force=args.force)
+            print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
+            return _exit_status(recs)
         elif args.command == 'splits':
             from classmix_lab.datasets import make_paper_splits
             for path in make_paper_splits(args.dataset, args.root, args.out, parse_seeds(args.seeds)): print(path)

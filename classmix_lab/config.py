@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'Settings', 'find_settings_file', 'load_settings',
-           'resolve_device', 'atomic_write', 'ensure_dir']
+__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'Settings', 'find_settings_file',
+           'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
 
 # %% ../nbs/00_config.ipynb #2e8c4915
 class ParameterError(ValueError):
@@ -25,6 +25,9 @@ def check_choice(name:str, # parameter name, as the user wrote it
     if value not in choices:
         raise ParameterError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")
     return value
+
+# %% ../nbs/00_config.ipynb #6da3764d
+IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts
 
 # %% ../nbs/00_config.ipynb #4fa31d20
 SECTION = 'classmix_lab'
@@ -98,6 +101,11 @@ def resolve_device(name:str|None='auto'):
         raise ParameterError(f"device={name!r} is not one of: auto, cpu, cuda, cuda:N")
     if name.startswith('cuda') and not torch.cuda.is_available():
         raise ParameterError(f"device={name!r}: CUDA is not available on this machine (use device='cpu' or 'auto')")
+    if name.startswith('cuda:') and int(name[5:]) >= torch.cuda.device_count():
+        raise ParameterError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    mps = getattr(torch.backends, 'mps', None)
+    if name == 'mps' and not (mps is not None and mps.is_available()):
+        raise ParameterError(f"device={name!r}: Apple's MPS is not available on this machine (use device='cpu' or 'auto')")
     return torch.device(name)
 
 # %% ../nbs/00_config.ipynb #0c66e05a

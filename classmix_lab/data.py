@@ -12,18 +12,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from .config import ParameterError, check_choice, load_settings, atomic_write
+from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings, atomic_write
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'IMAGENET_MEAN_PIXEL', 'DatasetError', 'LabelMap', 'read_image', 'read_label', 'SegDataset',
-           'labeled_count', 'labeled_split', 'save_split', 'load_split', 'load_tensors', 'TensorBatches',
-           'resize_image', 'resize_label', 'Resize', 'RandomScale', 'RandomHFlip', 'RandomCrop', 'Compose',
-           'LoaderBatches', 'eval_batches', 'preview']
+__all__ = ['IMAGENET_MEAN_PIXEL', 'DatasetError', 'LabelMap', 'read_image', 'read_label', 'SegDataset', 'labeled_count',
+           'labeled_split', 'save_split', 'load_split', 'load_tensors', 'TensorBatches', 'resize_image', 'resize_label',
+           'Resize', 'RandomScale', 'RandomHFlip', 'RandomCrop', 'Compose', 'LoaderBatches', 'eval_batches', 'preview']
 
 # %% ../nbs/02_data.ipynb #5bc6beab
-IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts
-
 class DatasetError(ValueError):
     "A dataset file is missing, unreadable or inconsistent; the message names the file."
 
@@ -140,16 +137,6 @@ def _pairs(img_dir:Path, lbl_dir:Path, label_name=lambda p: p.name, pattern='*.p
         pairs.append((ip, lp))
     return pairs
 
-# %% ../nbs/02_data.ipynb #91e8885b
-_MOVED = ('DATASETS', 'get_dataset', 'SynthStreets')
-
-def __getattr__(name):
-    "The registry moved to `classmix_lab.datasets`; importing it from here still works."
-    if name in _MOVED:
-        from classmix_lab import datasets
-        return getattr(datasets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
 # %% ../nbs/02_data.ipynb #95c4de11
 def labeled_count(labeled, # count, fraction in (0, 1], or 'all'
                   n:int, # images available
@@ -185,9 +172,13 @@ def load_split(path) -> list:
     "Read a split written by `save_split`."
     path = Path(path)
     if not path.is_file(): raise DatasetError(f"{path}: split file does not exist")
-    names = [l.strip() for l in path.read_text().splitlines() if l.strip() and not l.startswith('#')]
-    if not names: raise DatasetError(f"{path}: split file is empty")
-    return names
+    lines = [(i, l.strip()) for i, l in enumerate(path.read_text().splitlines(), 1) if l.strip() and not l.startswith('#')]
+    if not lines: raise DatasetError(f"{path}: split file is empty")
+    seen = {}
+    for i, n in lines: seen.setdefault(n, []).append(i)
+    twice = next((n for n, at in seen.items() if len(at) > 1), None)
+    if twice is not None: raise DatasetError(f"{path}: {twice!r} is listed {len(seen[twice])} times (lines {', '.join(map(str, seen[twice]))}); each image may be listed once")
+    return [n for _, n in lines]
 
 # %% ../nbs/02_data.ipynb #ad82fbbf
 def load_tensors(ds:SegDataset, workers:int=4):

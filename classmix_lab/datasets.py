@@ -10,8 +10,8 @@ import struct, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from .config import ParameterError, check_choice, load_settings
-from .data import (IGNORE_INDEX, DatasetError, LabelMap, SegDataset, read_label, _check_root, _pairs,
+from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings
+from .data import (DatasetError, LabelMap, SegDataset, read_label, _check_root, _pairs,
                                labeled_split, labeled_count, save_split, Compose, Resize, RandomScale, RandomCrop, RandomHFlip)
 from . import synthstreets as ss
 

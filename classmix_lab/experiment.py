@@ -14,15 +14,15 @@ from .config import ParameterError, check_choice, ensure_dir, atomic_write, load
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches,
                                LoaderBatches, eval_batches, preview)
 from .datasets import DATASETS, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
-from .model import MODELS, get_model, load_weights, read_state_dict, is_head, strip_prefixes
+from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes
 from .metrics import evaluate, tensor_batches
-from .train import METHODS, WEIGHTINGS, UNSUP_LOSSES, TrainConfig, Trainer, make_method
+from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings
 from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
-           'split_file', 'labeled_names', 'cow_sigma', 'validate', 'Experiment', 'class_distribution', 'run_experiment',
-           'run_title', 'load_run_model', 'load_metrics']
+           'split_file', 'labeled_names', 'run_info', 'method_of', 'validate', 'Experiment', 'class_distribution',
+           'run_experiment', 'run_title', 'load_run_model', 'load_metrics']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -45,17 +45,11 @@ class ExperimentParams:
     batch_size: int = 8  # labeled images per step
     batch_size_u: int = 8  # unlabeled images per step
     lr: float = 0.0025  # base learning rate (the classifier learns at 10x); fine-tuning from the sim-pretrained weights
+    optimizer: str = 'sgd'  # 'sgd' (momentum 0.9, weight decay 5e-4) or 'adam' (no weight decay, French et al.)
+    schedule: str = 'poly'  # learning-rate schedule: 'poly' (power 0.9) or 'constant'
+    freeze_bn: bool = False  # BatchNorm in eval mode with its pretrained statistics, not trained (French et al. Appendix C.3)
     ema_alpha: float = 0.99
-    tau: float = 0.968
-    lambda_u: float = 1.0
-    weighting: str = 'threshold_proportional'
-    ramp_iters: int = 0  # sigmoid weighting: iteration where the ramp-up ends; 0: a quarter of the iterations (thesis 10k of 40k)
-    unsup_loss: str = 'ce'
-    target: str = 'pseudo'
-    strong_aug: bool = False  # colour jitter + blur of the mixed images (thesis Table 5.1 "extra augmentations")
-    mask_p: float = 0.  # mask proportion (ClassMix: of the present classes; CutMix/CowMix: of the pixels); 0: the kind's default
-    cow_sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo,hi' in pixels; 'auto': (8, 32) scaled by image height / 512
-    align: bool = False  # distribution alignment of the pseudo-labels (to the labeled split's classes; with a source: the target's)
+    method_args: dict = field(default_factory=dict)  # the method's settings, e.g. {'tau': 0.9, 'strong_aug': True}; see `method_settings`
     source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
     n_source: int = 2000  # source images of a SynthStreets source
     seed: int = 0  # training seed (masks, batch order)
@@ -68,11 +62,22 @@ class ExperimentParams:
 
     @classmethod
     def from_dict(cls, d:dict):
-        "Parameters from a dict (e.g. papermill's), rejecting unknown names."
+        "Parameters from a dict (e.g. papermill's, or the CLI's): a method's settings may be given flat; unknown names are refused."
         known = {f.name for f in fields(cls)}
-        bad = [k for k in d if k not in known]
-        if bad: raise ParameterError(f"unknown parameter {bad[0]!r}; parameters: {', '.join(sorted(known))}")
-        return cls(**d)
+        method = d.get('method', cls.method)
+        ours = method_settings(method) if method in METHODS else {}
+        bad = [k for k in d if k not in known and k not in ours]
+        if bad: raise ParameterError(f"unknown parameter {bad[0]!r} (method={method!r} has no such setting); parameters: {', '.join(sorted(known))}"
+                                     + (f"; {method} settings: {', '.join(ours)}" if ours else ''))
+        args = d.get('method_args') or {}
+        if not isinstance(args, dict): raise ParameterError(f"method_args={args!r} must be a dict of the method's settings")
+        flat = {k: v for k, v in d.items() if k not in known}
+        return cls(**{k: v for k, v in d.items() if k in known and k != 'method_args'}, method_args={**args, **flat})
+
+    def flat(self) -> dict:
+        "The parameters with the method's settings flat beside them, its defaults included (what reports show)."
+        d = {k: v for k, v in asdict(self).items() if k != 'method_args'}
+        return {**d, **make_method(self.method, **self.method_args).settings()}
 
 # %% ../nbs/08_experiment.ipynb #87e2d93d
 WEIGHTS_DIR = Path(__file__).resolve().parent/'weights' if '__file__' in globals() else Path('../classmix_lab/weights').resolve()
@@ -128,38 +133,37 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
     return chosen
 
-def cow_sigma(p:ExperimentParams):
-    "The CowMix smoothing range of `p` ((lo, hi) pixels), or None for the default scaled to the image height."
-    if str(p.cow_sigma).strip().lower() == 'auto': return None
-    try: lo, hi = (float(v) for v in str(p.cow_sigma).replace(':', ',').split(','))
-    except ValueError: raise ParameterError(f"cow_sigma={p.cow_sigma!r} must be 'auto' or 'lo,hi' in pixels") from None
-    if not 0 < lo <= hi: raise ParameterError(f"cow_sigma={p.cow_sigma!r}: need 0 < lo <= hi")
-    return (lo, hi)
+def run_info(p:ExperimentParams, num_classes:int=0, class_distribution=None) -> RunInfo:
+    "What the method of `p` may know of its run."
+    return RunInfo(iterations=p.iterations, num_classes=num_classes, source=bool(p.source), batch_size=p.batch_size,
+                   batch_size_u=p.batch_size_u, class_distribution=class_distribution)
+
+def method_of(p:ExperimentParams):
+    "The method of `p`, made and checked against the run (a `ParameterError` names a bad setting)."
+    m = make_method(p.method, **p.method_args)
+    m.check(run_info(p))
+    return m
 
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one."
     check_choice('dataset', p.dataset, list(DATASETS)); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
-    check_choice('weighting', p.weighting, WEIGHTINGS); check_choice('unsup_loss', p.unsup_loss, UNSUP_LOSSES)
-    check_choice('target', p.target, ('pseudo', 'soft')); check_choice('init_parts', p.init_parts, ('all', 'backbone'))
-    for k in ('iterations', 'log_every', 'checkpoint_every', 'workers', 'ramp_iters'):
+    check_choice('init_parts', p.init_parts, ('all', 'backbone'))
+    check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
+    for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
         if int(getattr(p, k)) < 1: raise ParameterError(f"{k}={getattr(p, k)} must be >= 1")
-    if p.method != 'supervised' and p.batch_size_u < 2: raise ParameterError(f"batch_size_u={p.batch_size_u}: mixing pastes image b onto b+1, so it must be >= 2")
     if MODELS[p.model]['arch'] == 'deeplabv3plus' and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: {p.model} normalises its image-pooling branch over the batch, so it must be >= 2")
     if not p.lr > 0: raise ParameterError(f"lr={p.lr} must be positive")
-    if not 0 < p.tau < 1: raise ParameterError(f"tau={p.tau} must be in (0, 1)")
+    if not 0 <= p.ema_alpha < 1: raise ParameterError(f"ema_alpha={p.ema_alpha} must be in [0, 1)")
     if str(p.crop).strip().lower() != 'auto': parse_size(p.crop)
-    if not 0 <= p.mask_p <= 1: raise ParameterError(f"mask_p={p.mask_p} must be in (0, 1], or 0 for the mask's default")
-    cow_sigma(p)
+    method = method_of(p)
     if p.source:
         check_choice('source', p.source, list(SOURCES))
         ours = SOURCES[p.source] == 'synthstreets'
         if p.dataset != ('synthstreets' if ours else 'cityscapes'):
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
-        if p.method in ('cutout', 'cowout'): raise ParameterError(f"method={p.method!r} is a semi-supervised method; with a source use: supervised, classmix, cutmix, cowmix, dacs")
-    elif p.method == 'dacs': raise ParameterError("method='dacs' mixes a source domain into the target: give source= (one of: " + ', '.join(SOURCES) + ')')
     if DATASETS[p.dataset].val_split is None:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
@@ -172,7 +176,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     else:
         n = _train_size(p)
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
-    if p.method != 'supervised' and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
+    if method.unlabeled and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
     ensure_dir(p.out_dir, 'out_dir')
     return p
@@ -195,8 +199,8 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
     model = get_model(p.model, num_classes)
     report = None
     if p.init != 'none':
-        path = init_path(p.init)
-        state = read_state_dict(path)
+        ck = load_checkpoint_file(init_path(p.init), name='init')
+        path, state = ck['path'], ck['state']
         if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
         report = load_weights(model, state)
         report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'])
@@ -233,6 +237,7 @@ def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     "Train and evaluate one experiment; results go to `p.out_dir`."
     validate(p)
+    method = method_of(p)
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
     torch.manual_seed(p.seed)
     cls = DATASETS[p.dataset]
@@ -243,40 +248,41 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
         if tuple(src_ds.classes) != tuple(train_ds.classes): raise ParameterError(f"source={p.source!r} and dataset={p.dataset!r} do not share their classes")
         names, crop = [], (p.crop if str(p.crop).strip().lower() != 'auto' or not src_ds.default_crop else 'x'.join(map(str, src_ds.default_crop)))
         labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
-        unlabeled = _batches(p, train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if p.method != 'supervised' else None
-        align_to = class_distribution(train_ds, train_ds.num_classes) if p.align else ()
+        unlabeled = _batches(p, train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
+        distribution_of = train_ds   # the target's classes (the thesis computes them from its labels to showcase alignment)
         n_labeled = len(src_ds)
     else:
         names = labeled_names(p, train_ds.names)
         save_split(out/'labeled.txt', names)
         rest = sorted(set(train_ds.names) - set(names))
         labeled = _batches(p, train_ds.subset(names), p.batch_size, p.seed, True, device)
-        unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if p.method != 'supervised' else None
-        align_to = class_distribution(train_ds.subset(names), train_ds.num_classes) if p.align else ()
+        unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if method.unlabeled else None
+        distribution_of = train_ds.subset(names)   # the labeled images' classes
         n_labeled = len(names)
-    method = None if p.method == 'supervised' else make_method(
-        p.method, tau=p.tau, lambda_u=p.lambda_u, weighting=p.weighting, loss=p.unsup_loss, target=p.target,
-        ramp_iters=p.ramp_iters or max(1, p.iterations//4),
-        p=p.mask_p or None, sigma=cow_sigma(p), align=align_to, **({} if p.method == 'dacs' else dict(strong_aug=p.strong_aug)))
+    distribution = []
+    def class_dist():
+        distribution[:] = class_distribution(distribution_of, train_ds.num_classes); return tuple(distribution)
     val_batches, xv, yv = _val_data(p, val_ds)
     model, init_report = _init_model(p, train_ds.num_classes, device)
+    if p.freeze_bn: model.set_freeze_bn(True)
     evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes)
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
-                      checkpoint_every=p.checkpoint_every)
-    trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress, log_file=out/'log.jsonl')
+                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule)
+    trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress,
+                      log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist))
     trainer.fit()
     for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
     final, teacher = evaluate_on_val(trainer.model), evaluate_on_val(trainer.teacher)
-    metrics = dict(params=asdict(p), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
+    metrics = dict(params=asdict(p), method_settings=method.settings(), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
                    confusion=final['confusion'], teacher_miou=teacher['miou'], teacher_iou=teacher['iou'],
                    start_miou=start['miou'], start_iou=start['iou'], classes=list(train_ds.classes),
                    n_labeled=n_labeled, n_unlabeled=0 if unlabeled is None else len(unlabeled), n_val=len(val_ds),
                    init=init_report, train_seconds=trainer.seconds, seconds=time.time() - t0,
                    ms_per_iteration=1000*trainer.seconds/max(p.iterations, 1), history=trainer.history,
-                   confident=trainer.per_iteration('confident') if method is not None else [],
-                   align_to=list(align_to), device=str(device), torch=torch.__version__, machine=platform.machine(),
+                   confident=trainer.per_iteration('confident') if 'confident' in trainer.stat_names else [],
+                   align_to=list(distribution), device=str(device), torch=torch.__version__, machine=platform.machine(),
                    threads=torch.get_num_threads())
     if tuple(train_ds.classes) == SYNTHIA16_CLASSES:   # thesis Table 4.4 reports both
         metrics.update(miou13=100*miou_over({c: (None if v is None else v/100) for c, v in final['iou'].items()}, SYNTHIA13_CLASSES))
@@ -289,14 +295,15 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
 def run_title(params:dict) -> str:
     "A short name of a run for figure legends: 'classmix (12 labeled)', 'source only (synthstreets-sim)', 'dacs (synthstreets-sim)'."
     if params.get('source'):
-        return f"{'source only' if params['method'] == 'supervised' else params['method']} ({params['source']})"
+        baseline = params['method'] in METHODS and not METHODS[params['method']].cls.unlabeled
+        return f"{'source only' if baseline else params['method']} ({params['source']})"
     return f"{params['method']} ({params['labeled']} labeled)"
 
 def load_run_model(run_dir, device='cpu') -> torch.nn.Module:
     "The final student of a finished run (its `model.pt`), in eval mode."
-    d = read_state_dict(Path(run_dir)/'model.pt')
-    meta = torch.load(Path(run_dir)/'model.pt', map_location='cpu', weights_only=True)
-    m = get_model(meta['model'], meta['num_classes']); m.load_state_dict(d)
+    ck = load_checkpoint_file(run_dir, name='run_dir')
+    if ck['model'] is None or ck['num_classes'] is None: raise ParameterError(f"{ck['path']}: not a run's model.pt (it names no model and class count)")
+    m = get_model(ck['model'], ck['num_classes']); m.load_state_dict(ck['state'])
     return m.to(device).eval()
 
 def load_metrics(run_dir) -> dict:

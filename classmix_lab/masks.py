@@ -9,14 +9,14 @@ from __future__ import annotations
 import inspect, math
 import torch
 import torch.nn.functional as F
-from .config import ParameterError, check_choice
-from .data import IGNORE_INDEX
+from .config import IGNORE_INDEX, ParameterError, check_choice
 
 # %% auto #0
 __all__ = ['LATTICE_RATIO', 'MASKS', 'ERASING', 'mix', 'paste_onto_next', 'erase', 'draw_proportions', 'draw_sigmas',
-           'classmix_masks', 'box_masks', 'gaussian_kernels', 'filter_pass', 'gaussian_blur', 'proportion_threshold',
-           'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas', 'mixup', 'cutmix_masks', 'cutout_masks',
-           'cowmix_masks', 'cowout_masks', 'mask_params', 'make_masks']
+           'classmix_masks', 'box_rects', 'box_masks', 'gaussian_kernels', 'filter_pass', 'gaussian_blur',
+           'proportion_threshold', 'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas', 'mixup',
+           'box_owners', 'multibox_masks', 'cutmix_masks', 'cutout_masks', 'cowmix_masks', 'cowout_masks',
+           'mask_params', 'make_masks']
 
 # %% ../nbs/03_masks.ipynb #6c2064a9
 def _check_mask(mask:torch.Tensor):
@@ -146,23 +146,31 @@ def classmix_masks(labels:torch.Tensor, # (B, H, W) integer labels or pseudo-lab
     return chosen.gather(1, idx).view(labels.shape)
 
 # %% ../nbs/03_masks.ipynb #76e3c24b
+def box_rects(n:int, H:int, W:int, generator:torch.Generator|None=None, p=0.5, device='cpu') -> tuple:
+    "(y0, x0, h, w), each (n,): n rectangles of area proportion p in an H x W image, random aspect ratio and position."
+    _check_generator(generator, device)
+    prop = draw_proportions(p, n, generator, device)
+    u = torch.rand(3, n, generator=generator, device=device)
+    hf = prop**u[0]                                  # log-uniform in [p, 1]
+    wf = prop/hf.clamp_min(1e-12)
+    h, w = (hf*H).round().clamp(0, H), (wf*W).round().clamp(0, W)
+    y0, x0 = (u[1]*(H - h + 1)).floor().clamp(max=H - h), (u[2]*(W - w + 1)).floor().clamp(max=W - w)
+    return y0, x0, h, w
+
+def _inside(y0, x0, h, w, H:int, W:int) -> torch.Tensor:
+    "(..., H, W) bool: the pixels inside rectangles given by (...)-shaped tensors."
+    r, c = torch.arange(H, device=y0.device), torch.arange(W, device=y0.device)
+    rows = (r >= y0[..., None]) & (r < (y0 + h)[..., None])
+    cols = (c >= x0[..., None]) & (c < (x0 + w)[..., None])
+    return rows[..., :, None] & cols[..., None, :]
+
 def box_masks(shape:tuple, # (B, H, W)
               generator:torch.Generator|None=None, # on `device`
               p=0.5, # area proportion in (0, 1), or a (min, max) range to draw it from per sample
               device='cpu') -> torch.Tensor:
     "(B, H, W) bool masks, each one rectangle of area proportion p with random aspect ratio and position."
     B, H, W = _check_shape(shape)
-    _check_generator(generator, device)
-    prop = draw_proportions(p, B, generator, device)
-    u = torch.rand(3, B, generator=generator, device=device)
-    hf = prop**u[0]                                  # log-uniform in [p, 1]
-    wf = prop/hf.clamp_min(1e-12)
-    h, w = (hf*H).round().clamp(0, H), (wf*W).round().clamp(0, W)
-    y0, x0 = (u[1]*(H - h + 1)).floor().clamp(max=H - h), (u[2]*(W - w + 1)).floor().clamp(max=W - w)
-    r, c = torch.arange(H, device=device), torch.arange(W, device=device)
-    rows = (r >= y0[:, None]) & (r < (y0 + h)[:, None])
-    cols = (c >= x0[:, None]) & (c < (x0 + w)[:, None])
-    return rows[:, :, None] & cols[:, None, :]
+    return _inside(*box_rects(B, H, W, generator, p, device), H, W)
 
 # %% ../nbs/03_masks.ipynb #48d85798
 def gaussian_kernels(sigma:torch.Tensor, # (B,) standard deviations
@@ -328,6 +336,26 @@ def mixup(lam:torch.Tensor, # (B,) weights of `a`
     l = lam.to(a.dtype).view(-1, *([1]*(a.dim() - 1)))
     return l*a + (1 - l)*b
 
+# %% ../nbs/03_masks.ipynb #29379bc4
+def box_owners(shape:tuple, # (B, H, W)
+               generator:torch.Generator|None=None,
+               n:int=32, # boxes per image, pasted in order
+               p=None, # each box's area proportion (or a (min, max) range); None: ln(2)/n, about half the image covered
+               device='cpu') -> tuple:
+    "(owners (B, H, W) long: the last box covering each pixel, -1 where none; rects (B, n, 4): y0, x0, h, w of each box)."
+    B, H, W = _check_shape(shape)
+    if n < 1: raise ParameterError(f"n={n} boxes: need at least 1")
+    y0, x0, h, w = (t.view(B, n) for t in box_rects(B*n, H, W, generator, math.log(2)/n if p is None else p, device))
+    k = torch.arange(1, n + 1, device=device).view(1, n, 1, 1)
+    owners = (_inside(y0, x0, h, w, H, W)*k).amax(1) - 1
+    return owners, torch.stack([y0, x0, h, w], -1)
+
+def multibox_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
+                   n=32, # boxes per image
+                   p=None): # each box's area proportion; None: ln(2)/n
+    "Multi-box CutMix masks (Kim et al.): the union of n random boxes (True is pasted)."
+    _check_labels(labels); return box_owners(labels.shape, generator, n, p, labels.device)[0] >= 0
+
 # %% ../nbs/03_masks.ipynb #f1c44dae
 def cutmix_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch.Generator|None=None,
                  p=0.5): # area proportion pasted, or a (min, max) range
@@ -352,7 +380,7 @@ def cowout_masks(labels:torch.Tensor, num_classes:int|None=None, generator:torch
     _check_labels(labels); return cow_masks(labels.shape, generator, p, sigma, labels.device)
 
 MASKS = {'classmix': classmix_masks, 'cutmix': cutmix_masks, 'cutout': cutout_masks,
-         'cowmix': cowmix_masks, 'cowout': cowout_masks}
+         'cowmix': cowmix_masks, 'cowout': cowout_masks, 'multibox': multibox_masks}
 ERASING = ('cutout', 'cowout')  # kinds whose True pixels are erased rather than pasted
 
 def mask_params(kind:str) -> dict:

@@ -7,7 +7,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/metrics.html.md"""
 # %% ../nbs/05_metrics.ipynb #1d460cdf
 from __future__ import annotations
 import torch, torch.nn.functional as F
-from .data import IGNORE_INDEX
+from .config import IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['ConfusionMatrix', 'predict', 'evaluate', 'tensor_batches']

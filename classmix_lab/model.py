@@ -6,15 +6,16 @@ Docs: https://github.com/classmix-lab/classmix_lab/model.html.md"""
 
 # %% ../nbs/04_model.ipynb #36c817fa
 from __future__ import annotations
-import warnings
+import json, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import ParameterError, check_choice
 
 # %% auto #0
 __all__ = ['NORMS', 'ARCHITECTURES', 'MODELS', 'PREFIXES', 'Bottleneck', 'ASPP', 'InputNorm', 'batchnorms', 'FreezableBN',
-           'DeepLabV2', 'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'get_model', 'count_params', 'is_head',
-           'param_groups', 'strip_prefixes', 'read_state_dict', 'load_weights']
+           'DeepLabV2', 'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'BNReLUConv', 'SwiftSPP', 'LadderUp',
+           'SwiftNet', 'get_model', 'count_params', 'is_head', 'param_groups', 'strip_prefixes', 'read_state_dict',
+           'load_weights', 'load_checkpoint_file']
 
 # %% ../nbs/04_model.ipynb #102b8938
 class Bottleneck(nn.Module):
@@ -190,8 +191,85 @@ class DeepLabV3Plus(FreezableBN, nn.Module):
         logits = F.interpolate(self.classifier(feats), size=x.shape[-2:], mode='bilinear', align_corners=False)
         return (logits, feats) if return_features else logits
 
+# %% ../nbs/04_model.ipynb #f49bda84
+class BNReLUConv(nn.Sequential):
+    "SwiftNet's pre-activation unit: BatchNorm, ReLU, convolution (`k`x`k`, 'same' padding)."
+    def __init__(self, cin, cout, k=1, bias=False):
+        super().__init__(nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, k, padding=k//2, bias=bias))
+
+class SwiftSPP(nn.Module):
+    "SwiftNet's spatial pyramid pooling: a bottleneck, average pooling on aspect-preserving grids, concatenation, fusion."
+    def __init__(self, cin:int, bottleneck:int=128, out:int=128, grids=(8, 4, 2)):
+        super().__init__()
+        self.grids, level = tuple(grids), bottleneck//len(grids)
+        self.bottleneck = BNReLUConv(cin, bottleneck, 1)
+        self.levels = nn.ModuleList(BNReLUConv(bottleneck, level, 1) for _ in self.grids)
+        self.fuse = BNReLUConv(bottleneck + level*len(self.grids), out, 1)
+
+    def forward(self, x):
+        size = x.shape[-2:]
+        x = self.bottleneck(x)
+        ar = size[1]/size[0]   # a grid of g rows and round(g * W/H) columns: square-ish cells on wide images
+        pooled = [lvl(F.adaptive_avg_pool2d(x, (g, max(1, round(ar*g))))) for g, lvl in zip(self.grids, self.levels)]
+        ups = [F.interpolate(p, size=size, mode='bilinear', align_corners=False) for p in pooled]
+        return self.fuse(torch.cat([x, *ups], 1))
+
+class LadderUp(nn.Module):
+    "SwiftNet's upsampling module: a 1x1 projection of the lateral skip, added to the upsampled coarser features, blended by a 3x3 conv."
+    def __init__(self, skip_in:int, width:int=128, k:int=3):
+        super().__init__()
+        self.project, self.blend = BNReLUConv(skip_in, width, 1), BNReLUConv(width, width, k)
+
+    def forward(self, x, skip):
+        skip = self.project(skip)
+        return self.blend(F.interpolate(x, size=skip.shape[-2:], mode='bilinear', align_corners=False) + skip)
+
+def _preact_last(stage:nn.Sequential, x):
+    "Run a torchvision ResNet stage; return (its output, the sum of its last residual unit before the final ReLU)."
+    x = stage[:-1](x)
+    b = stage[-1]
+    idt = x if b.downsample is None else b.downsample(x)
+    pre = b.bn2(b.conv2(b.relu(b.bn1(b.conv1(x))))) + idt
+    return F.relu(pre), pre
+
+# %% ../nbs/04_model.ipynb #c0e7b274
+class SwiftNet(FreezableBN, nn.Module):
+    "SwiftNet (single scale): torchvision's ResNet-18 encoder, SPP on its stride-32 features, a 3-step ladder to stride 4, a 1x1 classifier."
+    head_prefixes = ('spp.', 'upsample.', 'classifier.')  # randomly initialised: trained at 10x the learning rate
+    backbone_prefix = 'backbone.'  # a bare ResNet-18 checkpoint (torchvision's) loads under this prefix
+    def __init__(self, num_classes:int, depth:int=18, # ResNet-18 or -34 (torchvision's BasicBlock ResNets)
+                 width:int=128, # channels of the SPP output, the upsampling path and the features
+                 spp_grids=(8, 4, 2), # pooling grids (rows; columns follow the aspect ratio); each level gets width // len(spp_grids) channels
+                 norm:str='imagenet', freeze_bn:bool=False):
+        super().__init__()
+        import torchvision
+        check_choice('depth', depth, (18, 34))
+        self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.config = dict(num_classes=num_classes, depth=depth, width=width, spp_grids=tuple(spp_grids), norm=norm)
+        self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
+        self.backbone = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[depth](weights=None)
+        del self.backbone.fc, self.backbone.avgpool
+        self.spp = SwiftSPP(512, width, width, spp_grids)
+        self.upsample = nn.ModuleList(LadderUp(c, width) for c in (256, 128, 64))   # laterals at stride 16, 8, 4
+        for m in [*self.spp.modules(), *self.upsample.modules()]:
+            if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
+        self.classifier = BNReLUConv(width, num_classes, 1, bias=True)
+        if freeze_bn: self.set_freeze_bn(True)
+
+    def forward(self, x, return_features:bool=False):
+        "Logits (N, C, H, W) for images (N, 3, H, W) in [0, 1] (and the ladder's stride-4, `width`-channel features, if asked)."
+        b, size = self.backbone, x.shape[-2:]
+        x = b.maxpool(b.relu(b.bn1(b.conv1(self.norm(x)))))
+        x, s4 = _preact_last(b.layer1, x)   # laterals: each stage's last residual sum before its ReLU, as in the original
+        x, s8 = _preact_last(b.layer2, x)
+        x, s16 = _preact_last(b.layer3, x)
+        feats = self.spp(_preact_last(b.layer4, x)[1])
+        for up, skip in zip(self.upsample, (s16, s8, s4)): feats = up(feats, skip)
+        logits = F.interpolate(self.classifier(feats), size=size, mode='bilinear', align_corners=False)
+        return (logits, feats) if return_features else logits
+
 # %% ../nbs/04_model.ipynb #a69fddcc
-ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus}
+ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus, 'swiftnet': SwiftNet}
 MODELS = {
     'deeplabv2-r101': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='caffe'),
     'deeplabv2-r101-imagenet': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='imagenet'),
@@ -199,6 +277,7 @@ MODELS = {
     'deeplabv2-tiny': dict(arch='deeplabv2', layers=(1, 1, 1, 1), width=16, norm='imagenet'),
     'deeplabv3plus-r50': dict(arch='deeplabv3plus', depth=50),
     'deeplabv3plus-r101': dict(arch='deeplabv3plus', depth=101),
+    'swiftnet-rn18': dict(arch='swiftnet', depth=18),
 }
 
 def get_model(name:str, # a key of `MODELS`
@@ -230,18 +309,26 @@ def strip_prefixes(key:str) -> str:
         if key.startswith(p): key = key[len(p):]
     return key
 
-def read_state_dict(path) -> dict:
-    "A state dict from a local checkpoint file (plain, or under 'state_dict' / 'model' keys)."
-    path = Path(path)
-    if not path.is_file(): raise ParameterError(f"weights file {str(path)!r} does not exist")
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
+def _torch_load(path:Path):
+    "What a weights file holds, read with `weights_only=True`; a `ParameterError` naming the file when it cannot be read."
+    try: return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as e: raise ParameterError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+
+def _state_of(obj, path:Path) -> dict:
+    "The state dict in what `path` held: the object itself, or under 'state_dict' / 'model' keys."
     for k in ('state_dict', 'model'):
         if isinstance(obj, dict) and isinstance(obj.get(k), dict): obj = obj[k]
     if not isinstance(obj, dict) or not all(torch.is_tensor(v) for v in obj.values()):
         raise ParameterError(f"{path}: does not contain a state dict of tensors")
     return obj
 
+def read_state_dict(path) -> dict:
+    "A state dict from a local checkpoint file (plain, or under 'state_dict' / 'model' keys)."
+    path = Path(path)
+    if not path.is_file(): raise ParameterError(f"weights file {str(path)!r} does not exist")
+    return _state_of(_torch_load(path), path)
+
+# %% ../nbs/04_model.ipynb #8ca07df8
 def load_weights(model:nn.Module, # the model to fill
                  state, # a state dict or a path to one
                  min_backbone:float=1.0, # required fraction of backbone tensors matched
@@ -272,3 +359,33 @@ def load_weights(model:nn.Module, # the model to fill
     model.load_state_dict({k: clean[k] for k in matched}, strict=False)
     return dict(matched=matched, missing=[k for k in own if k not in matched], unexpected=[k for k in clean if k not in own],
                 ignored=ignored, skipped=skipped, backbone_coverage=cov, warnings=warns)
+
+# %% ../nbs/04_model.ipynb #a91e8891
+def load_checkpoint_file(spec, # a run folder, its `model.pt` or `checkpoint.pt`, or any state-dict file
+                         teacher:bool=False, # the teacher of a trainer checkpoint (else its student); a run folder: its `checkpoint.pt`, else `model.pt`
+                         name:str='weights') -> dict: # what the caller calls `spec`, in error messages
+    """Resolve `spec` to one weights file and read it once: dict(path (the file read), state (its state dict of tensors),
+    model (its name in `MODELS`, from the file or its run's `metrics.json`, else None), num_classes (from the file, else
+    None), what (a line saying what was loaded))."""
+    path = Path(spec)
+    if path.is_dir():
+        cands = ('checkpoint.pt', 'model.pt') if teacher else ('model.pt',)
+        found = next((path/c for c in cands if (path/c).is_file()), None)
+        if found is None:
+            raise ParameterError(f"{name}={str(spec)!r}: the folder has {'neither checkpoint.pt nor model.pt' if teacher else 'no model.pt (is it a finished run?)'}")
+        path = found
+    elif not path.is_file(): raise ParameterError(f"{name}={str(spec)!r} does not exist")
+    obj = _torch_load(path)
+    part = 'teacher' if teacher else 'student'
+    if isinstance(obj, dict) and isinstance(obj.get(part), dict): state, what = _state_of(obj[part], path), f'{part} of {path}'   # a trainer checkpoint
+    else: state, what = _state_of(obj, path), f'weights of {path}'
+    meta = obj if isinstance(obj, dict) else {}
+    model, n = meta.get('model'), meta.get('num_classes')
+    if not isinstance(model, str): model = _run_model(path.parent)
+    return dict(path=path, state=state, model=model, num_classes=n if isinstance(n, int) else None, what=what)
+
+def _run_model(run_dir:Path) -> str|None:
+    "The model a run folder's `metrics.json` names (None without one)."
+    f = run_dir/'metrics.json'
+    try: return json.loads(f.read_text()).get('params', {}).get('model') if f.is_file() else None
+    except (OSError, ValueError, AttributeError): return None

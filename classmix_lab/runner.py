@@ -1,4 +1,4 @@
-"""papermill sweeps over the experiment notebooks, HTML reports, and the index that compares the runs.
+"""papermill runs of the experiment templates: parameters checked before anything runs, executed notebooks, self-contained HTML reports, and sweeps that skip what is finished.
 
 Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
@@ -6,20 +6,17 @@ Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
 # %% ../nbs/09_runner.ipynb #a7e634f7
 from __future__ import annotations
-import base64, contextlib, functools, html, io, itertools, json, logging, os, re, sys, time, traceback
-try: import fcntl
-except ImportError: fcntl = None   # Windows: no lock (run one sweep at a time there)
-from dataclasses import asdict, fields
+import functools, hashlib, itertools, json, logging, os, re, time
+from dataclasses import asdict
 from pathlib import Path
 from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
-from .experiment import ExperimentParams, validate
+from .experiment import ExperimentParams, validate, split_file, PRETRAINED
 from .datasets import DATASETS
+from .index import record_for, update_index, read_index
 
 # %% auto #0
-__all__ = ['DEMO', 'STATS_REPORTS', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
-           'execute_notebook', 'record_for', 'read_index', 'update_index', 'thesis_tables', 'write_index_html',
-           'expand_grid', 'run_name', 'provenance', 'run_sweep', 'demo_runs', 'demo', 'pretrain', 'stats_name',
-           'dataset_stats', 'ablation_runs', 'gap_runs', 'dacs_runs']
+__all__ = ['templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html', 'execute_notebook',
+           'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint', 'provenance', 'run_sweep']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -50,9 +47,28 @@ def template_parameters(name:str) -> dict:
         except (ValueError, SyntaxError): return src
     return {k: value(v['default']) for k, v in pm.inspect_notebook(str(template_path(name))).items()}
 
+# %% ../nbs/09_runner.ipynb #0da81f88
+def _absolute_paths(params:dict) -> dict:
+    """`params` with the paths a user gave relative to the working folder (out_dir, a split file in `labeled`, an `init`
+    checkpoint) made absolute: the notebook's kernel runs in the run folder, where they would mean something else."""
+    p = dict(params)
+    if p.get('out_dir'): p['out_dir'] = str(Path(str(p['out_dir'])).expanduser().resolve())
+    if 'labeled' in p and split_file(p['labeled']) is not None: p['labeled'] = str(split_file(p['labeled']))
+    init = p.get('init')
+    if isinstance(init, str) and init not in ('none', *PRETRAINED) and Path(init).expanduser().exists(): p['init'] = str(Path(init).expanduser().resolve())
+    return p
+
+def _absolute_env():
+    "Make the lab's relative folder settings in the environment (`CLASSMIX_LAB_CAMVID_ROOT=data/camvid`, ...) absolute, for the kernels."
+    for k, v in list(os.environ.items()):
+        if not k.startswith('CLASSMIX_LAB_') or not v: continue
+        if (k.endswith('_ROOT') or k[13:].lower() in ('cache_dir', 'runs_dir', 'reports_dir', 'settings')) and not Path(v).expanduser().is_absolute():
+            os.environ[k] = str(Path(v).expanduser().resolve())
+
 def check_params(template:str, params:dict) -> dict:
     "Check a run's parameters before it runs: all of them for experiments (`validate`), names and datasets for the other templates."
     if template == 'experiment':
+        params = _absolute_paths(params)
         validate(ExperimentParams.from_dict({k: v for k, v in params.items() if k != 'compare_with'}))
         return params
     known = template_parameters(template)
@@ -116,211 +132,6 @@ def execute_notebook(template:Path, # the notebook to execute
     finally:
         if handler: log.removeHandler(handler); log.setLevel(old)
 
-# %% ../nbs/09_runner.ipynb #ebb949dc
-def record_for(sweep:str, run:str, template:str, params:dict, status:str, error, run_dir:Path, report:Path, reports_dir:Path, seconds=None,
-               label:str|None=None, baseline:str|None=None) -> dict:
-    "The index record of a run (metrics read from its `metrics.json` when it has one)."
-    m = {}
-    f = Path(run_dir)/'metrics.json'
-    if status == 'ok' and f.is_file(): m = json.loads(f.read_text())
-    if template == 'experiment': params = {**asdict(ExperimentParams()), **m.get('params', {}), **params}
-    params = {k: v for k, v in params.items() if k != 'out_dir'}
-    rel = lambda p: os.path.relpath(p, reports_dir)
-    return dict(sweep=sweep, run=run, label=label, baseline=baseline, template=template, params=params, status=status, error=error,
-                miou=m.get('miou'), teacher_miou=m.get('teacher_miou'), start_miou=m.get('start_miou'), iou=m.get('iou'),
-                pixel_accuracy=m.get('pixel_accuracy'), miou13=m.get('miou13'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
-                seconds=round(seconds, 1) if seconds is not None else m.get('seconds'), device=m.get('device'),
-                report=rel(report) if Path(report).exists() else None, run_dir=rel(run_dir),
-                finished=time.strftime('%Y-%m-%d %H:%M:%S'))
-
-def read_index(reports_dir:Path) -> list:
-    "The records of `reports_dir/index.json` (empty if there is none yet)."
-    f = Path(reports_dir)/'index.json'
-    if not f.is_file(): return []
-    return json.loads(f.read_text()).get('runs', [])
-
-@contextlib.contextmanager
-def _index_lock(reports_dir:Path):
-    "Hold an exclusive lock on the index of `reports_dir` (sweeps that run at the same time take turns)."
-    with open(Path(reports_dir)/'.index.lock', 'a') as f:
-        if fcntl is not None: fcntl.flock(f, fcntl.LOCK_EX)
-        try: yield
-        finally:
-            if fcntl is not None: fcntl.flock(f, fcntl.LOCK_UN)
-
-def update_index(reports_dir:Path, records:list) -> Path:
-    "Merge `records` into `index.json` and rewrite `index.html`; returns the HTML path."
-    with _index_lock(reports_dir):   # read, merge and write as one step: no record of another sweep is lost
-        old = read_index(reports_dir)
-        key = lambda r: (r['sweep'], r['run'])
-        new = {key(r): r for r in records}
-        merged = [new.pop(key(r), r) for r in old] + list(new.values())
-        atomic_write(Path(reports_dir)/'index.json', json.dumps(dict(runs=merged), indent=1))
-        return write_index_html(reports_dir, merged)
-
-# %% ../nbs/09_runner.ipynb #3324819c
-def _fig_png(fig) -> str:
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO(); fig.savefig(buf, format='png', dpi=110, bbox_inches='tight'); plt.close(fig)
-    return 'data:image/png;base64,' + base64.b64encode(buf.getvalue()).decode()
-
-def _fmt(v, nd=1): return '' if v is None else f'{v:.{nd}f}'
-
-def _baseline_of(r:dict, rs:list):
-    "The supervised run of the same sweep, data, labeled split and seed as `r`."
-    same = lambda a, b: all(a['params'].get(k) == b['params'].get(k) for k in ('dataset', 'style', 'labeled', 'split_seed', 'seed', 'iterations', 'init'))
-    for b in rs:
-        if b is not r and b['status'] == 'ok' and b['params'].get('method') == 'supervised' and same(r, b): return b
-
-def _reports_html(sweep:str, rs:list) -> str:
-    "A sweep of reports without training metrics (galleries, figures): links, parameters, status."
-    e = html.escape
-    rows = []
-    for r in rs:
-        link = f"<a href='{e(r['report'])}'>{e(r['run'])}</a>" if r.get('report') else e(r['run'])
-        params = ', '.join(f'{k}={v}' for k, v in r['params'].items() if k != 'compare_with')
-        state = e(r['status']) if r['status'] != 'failed' else e(r.get('error') or 'failed')
-        rows.append(f"<tr><td>{link}</td><td>{e(r['template'])}</td><td>{e(params)}</td><td class='{r['status']}'>{state}</td>"
-                    f"<td class='num'>{_fmt(r.get('seconds'), 0)}</td><td>{e(r.get('finished') or '')}</td></tr>")
-    return '\n'.join([f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>",
-                      "<table><tr><th>report</th><th>template</th><th>parameters</th><th>status</th><th>seconds</th><th>finished</th></tr>",
-                      *rows, "</table>"])
-
-def _mean_std(v:list) -> str:
-    "'mean ± std (n)' of a list of numbers (sample standard deviation, as the thesis reports over runs)."
-    import statistics
-    if not v: return ''
-    if len(v) == 1: return f'{v[0]:.1f}'
-    return f'{statistics.mean(v):.1f} &plusmn; {statistics.stdev(v):.2f}'
-
-def _labeled_key(r:dict):
-    "Sort key of a labeled amount: its image count."
-    return (r.get('n_labeled') or 0, str(r['params'].get('labeled')))
-
-_NOT_SETTINGS = ('seed', 'labeled', 'out_dir', 'compare_with', 'device', 'workers', 'log_every', 'checkpoint_every')
-
-def _row_label(r:dict, rs:list) -> str:
-    """A run's row: its `label`, else its method and the parameters in which it differs from other unlabelled runs of
-    that method (so runs that differ in more than the seed are never averaged together)."""
-    if r.get('label'): return r['label']
-    p = r['params']; same = [o['params'] for o in rs if not o.get('label') and o['params'].get('method') == p.get('method')]
-    diff = [k for k in sorted({k for q in same for k in q}) if k not in _NOT_SETTINGS and len({repr(q.get(k)) for q in same}) > 1]
-    return str(p.get('method')) + (f" ({', '.join(f'{k}={p.get(k)}' for k in diff)})" if diff else '')
-
-def _groups(rs:list) -> dict:
-    "(row label, labeled) -> the finished runs of that row and column (over seeds), in order of first appearance."
-    out, ok = {}, [r for r in rs if r['status'] == 'ok' and r.get('miou') is not None]
-    for r in ok: out.setdefault((_row_label(r, ok), str(r['params'].get('labeled'))), []).append(r)
-    return out
-
-def _baseline_label(label:str, groups:dict, rs:list):
-    """The row a label is compared with: its runs' `baseline`, else the supervised row trained for as many iterations
-    (the first such; None for a supervised row)."""
-    runs = [r for (l, _), g in groups.items() if l == label for r in g]
-    given = next((r.get('baseline') for r in runs if r.get('baseline')), None)
-    if given: return given
-    if all(r['params'].get('method') == 'supervised' for r in runs): return None
-    its = {r['params'].get('iterations') for r in runs}
-    sup = [(l, g) for (l, _), g in groups.items() if g[0]['params'].get('method') == 'supervised']
-    return next((l for l, g in sup if {r['params'].get('iterations') for r in g} == its), sup[0][0] if sup else None)
-
-def thesis_tables(rs:list) -> str:
-    """The sweep's runs as the thesis tabulates them, means and sample standard deviations over seeds: methods by labeled
-    amount with the Delta to the supervised baseline (Table 4.1 layout) when the sweep has several labeled amounts, else
-    one row per setting with its Delta (Table 5.1 layout); and per-class IoU per row (Table 4.3 layout)."""
-    e, groups = html.escape, _groups(rs)
-    if not groups: return ''
-    labels = list(dict.fromkeys(l for l, _ in groups))
-    amounts = [a for a in dict.fromkeys(a for _, a in sorted(groups, key=lambda k: _labeled_key(groups[k][0])))]
-    mean = lambda l, a, key='miou': (sum(x[key] for x in groups[(l, a)])/len(groups[(l, a)])) if (l, a) in groups else None
-    out = []
-    if len(amounts) > 1:
-        head = ''.join(f"<th>{e(a)} ({groups[next(k for k in groups if k[1] == a)][0].get('n_labeled')})</th>" for a in amounts)
-        body = ''
-        for l in labels:
-            body += f"<tr><td>{e(l)}</td>" + ''.join(f"<td class='num'>{_mean_std([x['miou'] for x in groups.get((l, a), [])])}</td>" for a in amounts) + '</tr>'
-        for l in labels:
-            b = _baseline_label(l, groups, rs)
-            if b is None or b == l: continue
-            cells = ''.join(f"<td class='num'>{'' if mean(l, a) is None or mean(b, a) is None else f'{mean(l, a) - mean(b, a):+.2f}'}</td>" for a in amounts)
-            body += f"<tr class='delta'><td>&Delta; {e(l)} vs {e(b)}</td>{cells}</tr>"
-        out += ["<h3>mIoU by labeled images (thesis Table 4.1 layout; mean &plusmn; std over seeds)</h3>",
-                f"<table><tr><th>method</th>{head}</tr>{body}</table>"]
-    else:
-        a = amounts[0]; body = ''
-        has13 = any(x.get('miou13') is not None for g in groups.values() for x in g)
-        for l in labels:
-            g = groups[(l, a)]; b = _baseline_label(l, groups, rs)
-            d = '' if b is None or (b, a) not in groups else f'{mean(l, a) - mean(b, a):+.2f}'
-            m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
-            body += (f"<tr><td>{e(l)}</td><td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
-                     f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td><td class='num'>{len(g)}</td></tr>")
-        sources = list(dict.fromkeys(str(r['params'].get('source') or '') for g in groups.values() for r in g))
-        table = '5.2' if any(sources) else '5.1'   # domain adaptation: Table 5.2
-        what = (f"source: {e(sources[0])}" if len(sources) == 1 else 'sources: ' + ', '.join(e(x or 'none') for x in sources)) if table == '5.2' else f"labeled: {e(a)}"
-        out += [f"<h3>Settings compared (thesis Table {table} layout; {what}; mean &plusmn; std over seeds)</h3>",
-                f"<table><tr><th>setting</th><th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>runs</th></tr>{body}</table>"]
-    classes = list(next(iter(groups.values()))[0]['iou'])
-    head = ''.join(f'<th>{e(c)}</th>' for c in classes)
-    body = ''
-    for (l, a), g in groups.items():
-        iou = lambda c: [x['iou'][c] for x in g if x['iou'].get(c) is not None]
-        cells = ''.join(f"<td class='num'>{'' if not iou(c) else f'{sum(iou(c))/len(iou(c)):.1f}'}</td>" for c in classes)
-        body += f"<tr><td>{e(l)}{'' if len(amounts) == 1 else f' ({e(a)})'}</td>{cells}<td class='num'><b>{mean(l, a):.1f}</b></td></tr>"
-    out += ["<h3>Per-class IoU (thesis Table 4.3 layout; means over seeds)</h3>", f"<table><tr><th></th>{head}<th>mIoU</th></tr>{body}</table>"]
-    return '\n'.join(out)
-
-def _sweep_html(sweep:str, rs:list) -> str:
-    if not any(r['template'] == 'experiment' for r in rs): return _reports_html(sweep, rs)
-    e = html.escape
-    rows = []
-    for r in rs:
-        p = r['params']; base = _baseline_of(r, rs) if p.get('method') != 'supervised' else None
-        delta = f"{r['miou'] - base['miou']:+.1f}" if base and r.get('miou') is not None else ''
-        link = f"<a href='{e(r['report'])}'>{e(r['run'])}</a>" if r.get('report') else e(r['run'])
-        if r['status'] == 'ok':
-            cells = f"<td class='num'><b>{_fmt(r.get('miou'))}</b></td><td class='num'>{delta}</td><td class='num'>{_fmt(r.get('teacher_miou'))}</td><td class='num'>{_fmt(r.get('start_miou'))}</td>"
-        else:
-            cells = f"<td colspan='4' class='err'>{e(r.get('error') or r['status'])}</td>"
-        rows.append(f"<tr><td>{link}</td><td>{e(str(p.get('method', r['template'])))}</td><td>{e(str(p.get('labeled', '')))}</td>"
-                    f"<td class='num'>{e(str(p.get('iterations', '')))}</td><td class='num'>{e(str(p.get('seed', '')))}</td>"
-                    f"<td class='{r['status']}'>{e(r['status'])}</td>{cells}<td class='num'>{_fmt(r.get('seconds'), 0)}</td></tr>")
-    out = [f"<h2 id='{e(sweep)}'>{e(sweep)}</h2>",
-           "<table><tr><th>run</th><th>method</th><th>labeled</th><th>iterations</th><th>seed</th><th>status</th><th>mIoU</th>"
-           "<th>&Delta; vs supervised</th><th>teacher mIoU</th><th>start mIoU</th><th>seconds</th></tr>", *rows, "</table>"]
-    ok = [r for r in rs if r['status'] == 'ok' and r.get('iou')]
-    if ok:
-        out.insert(1, thesis_tables(rs))
-        import matplotlib; matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(max(4, 1.1*len(ok) + 1.5), 3))
-        bars = ax.bar(range(len(ok)), [r['miou'] for r in ok], color=[f'C{i % 10}' for i in range(len(ok))])
-        ax.bar_label(bars, fmt='%.1f', fontsize=8); ax.set_xticks(range(len(ok))); ax.set_xticklabels([r['run'] for r in ok], rotation=20, ha='right', fontsize=8)
-        ax.set_ylabel('mIoU (%)'); ax.set_title(f'{sweep}: validation mIoU', fontsize=10); ax.grid(axis='y', alpha=0.3)
-        out.append(f"<p><img alt='mIoU of the runs of {e(sweep)}' src='{_fig_png(fig)}'></p>")
-    return '\n'.join(out)
-
-_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
-table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td.ok{color:#17702a}td.failed,td.err{color:#b00020}td.pending{color:#a66f00}
-h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}tr.delta td{color:#555;font-style:italic}.meta{color:#666;font-size:12px}"""
-
-def write_index_html(reports_dir:Path, records:list|None=None) -> Path:
-    "Write `reports_dir/index.html` from the records (default: `index.json`, read and rendered under the index lock)."
-    if records is None:   # a sweep merging its records meanwhile would otherwise have its newer page overwritten
-        with _index_lock(reports_dir): return write_index_html(reports_dir, read_index(reports_dir))
-    sweeps = {}
-    for r in records: sweeps.setdefault(r['sweep'], []).append(r)
-    e = html.escape
-    nav = ' &middot; '.join(f"<a href='#{e(s)}'>{e(s)}</a>" for s in sweeps)
-    extra = ''.join(f"<li><a href='{e(os.path.relpath(p, reports_dir))}'>{e(p.stem)}</a></li>" for p in sorted(Path(reports_dir).glob('*.html')) if p.name != 'index.html')
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>classmix_lab reports</title><style>{_CSS}</style></head><body>"
-            f"<h1>classmix_lab reports</h1><p class='meta'>{len(records)} runs in {len(sweeps)} sweeps &middot; updated {time.strftime('%Y-%m-%d %H:%M')}"
-            f" &middot; machine-readable: <a href='index.json'>index.json</a></p><p>{nav}</p>"
-            + (f"<h2>Reports</h2><ul>{extra}</ul>" if extra else '')
-            + ''.join(_sweep_html(s, rs) for s, rs in sweeps.items()) + "</body></html>")
-    return atomic_write(Path(reports_dir)/'index.html', page)
-
 # %% ../nbs/09_runner.ipynb #e3bb9218
 def expand_grid(base:dict|None=None, # parameters shared by every run
                 **grid) -> list: # parameter -> list of values
@@ -331,15 +142,66 @@ def expand_grid(base:dict|None=None, # parameters shared by every run
 def run_name(params:dict, keys=('method', 'labeled', 'seed')) -> str:
     "A file-safe run name from some of its parameters."
     s = '_'.join(f"{k}-{params[k]}" if k != 'method' else str(params[k]) for k in keys if k in params)
-    return re.sub(r'[^A-Za-z0-9_.+-]', '-', s.replace('/', 'of'))
+    return re.sub(r'[^A-Za-z0-9_.+-]', '-', s.replace('/', 'of')).lstrip('.')
 
-def _same_params(run_dir:Path, params:dict) -> bool:
+_NAME = re.compile(r'[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,119}')
+
+def check_name(kind:str, # what the name names: 'sweep', 'run', ...
+               value) -> str:
+    "`value` if it is a safe file name (it names folders under runs/ and reports/ and a report file), else a `ParameterError`."
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise ParameterError(f"{kind}={value!r} must be letters, digits, '_', '.', '+' or '-' (1 to 120, not starting with '.'): "
+                             "it names a folder under runs/ and reports/")
+    return value
+
+_NOT_IN_NAME = ('out_dir', 'device', 'compare_with', 'workers', 'log_every', 'checkpoint_every')   # how a run executes, not what it computes
+
+def default_run_name(params:dict, template:str='experiment') -> str:
+    """The name of a run given none: `run_name`'s readable part (from the method, labeled and seed it gives; else the
+    method or template), and, when its other parameters differ from the defaults, a short stable hash of them in their
+    canonical form, so that runs with different parameters never share a folder."""
+    readable = run_name(params)
+    if template == 'experiment':
+        canon = asdict(ExperimentParams.from_dict({k: v for k, v in params.items() if k not in ('compare_with', 'run', 'label', 'baseline')}))
+        defaults, readable = asdict(ExperimentParams()), readable or canon['method']
+    else:
+        canon, defaults = dict(params), template_parameters(template)
+        readable = readable or re.sub(r'[^A-Za-z0-9_.+-]', '-', Path(template).stem).lstrip('.') or 'run'
+    other = {k: v for k, v in canon.items() if k not in (*_NOT_IN_NAME, 'method', 'labeled', 'seed') and v != defaults.get(k)}
+    if not other: return readable
+    return f"{readable}_{hashlib.sha256(json.dumps(other, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
+
+_RUN_ONLY = ('out_dir', 'compare_with', 'device')   # where and how a run executes, not what it computes
+
+def _same_params(run_dir:Path, params:dict, template:str='experiment') -> bool:
+    """Whether the run folder holds a finished run of `params`. Experiments are compared in their canonical form (every
+    field, the method's settings in `method_args`), so a setting given flat or in `method_args` is the same setting."""
     f = run_dir/'metrics.json'
     if not f.is_file(): return False
-    old = json.loads(f.read_text()).get('params', {})
-    return all(old.get(k) == v for k, v in params.items() if k not in ('out_dir', 'compare_with', 'device'))
+    try: old = json.loads(f.read_text()).get('params', {})
+    except (json.JSONDecodeError, AttributeError) as e:   # never run over (and so overwrite) a file that cannot be read
+        raise ParameterError(f"{f}: not a valid metrics file ({getattr(e, 'msg', 'not an object')}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''}); "
+                             "move it away to run this run again") from None
+    if template != 'experiment': return all(old.get(k) == v for k, v in params.items() if k not in _RUN_ONLY)
+    canon = lambda d: {k: v for k, v in asdict(ExperimentParams.from_dict({k: v for k, v in d.items() if k != 'compare_with'})).items() if k not in _RUN_ONLY}
+    try: return canon(old) == canon(params)
+    except ParameterError: return False   # a run of an older lab, whose parameters are no longer valid
 
 # %% ../nbs/09_runner.ipynb #2157d262
+def check_checkpoint(run_dir:Path):
+    """Refuse a run folder whose `checkpoint.pt` cannot be read (a truncated or corrupt file, e.g. after a full disk or
+    a killed copy) before the notebook starts, with what to do about it."""
+    import zipfile
+    f = Path(run_dir)/'checkpoint.pt'
+    if not f.is_file(): return
+    try: ok = zipfile.is_zipfile(f) and zipfile.ZipFile(f).testzip() is None   # torch.save writes a zip archive
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError): ok = False
+    if ok: return
+    prev = f.with_name('checkpoint.previous.pt')
+    what = (f"to resume from the checkpoint set aside before, replace it with {prev.name} (mv {prev} {f}); to train from the start, delete it"
+            if prev.is_file() else "delete it to train this run from the start")
+    raise ParameterError(f"{f}: damaged checkpoint (truncated or corrupt, it cannot be read); {what}")
+
 def provenance(template:str, params:dict) -> dict:
     "What a run's results rest on besides its parameters: the SynthStreets generator version and the init weights' SHA-256."
     import hashlib
@@ -373,21 +235,28 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               stream:bool=True) -> list: # print each run's output while it runs
     "Execute the runs of a sweep with papermill, report each, and keep the index up to date; returns their records."
     s = settings or load_settings()
-    if not re.fullmatch(r'[A-Za-z0-9_.+-]+', sweep): raise ParameterError(f"sweep={sweep!r} must be letters, digits, '_', '.', '+' or '-'")
+    check_name('sweep', sweep)
+    _absolute_env()
     runs_dir, reports_dir = ensure_dir(Path(s.runs_dir)/sweep, 'runs_dir'), ensure_dir(Path(s.reports_dir)/sweep, 'reports_dir')
     plan, labels = [], {}   # labels: run -> (row label in the sweep's tables, the label of its baseline)
     for r in runs:
-        r = dict(r); name = r.pop('run', None) or run_name(r); tpl = r.pop('template', template)
-        labels[name] = (r.pop('label', None), r.pop('baseline', None))
-        r['out_dir'] = str(ensure_dir(r['out_dir'], 'out_dir') if r.get('out_dir') else runs_dir/name)
-        check_params(tpl, r)
+        r = dict(r); given, tpl = r.pop('run', None), r.pop('template', template)
+        label = (r.pop('label', None), r.pop('baseline', None))
+        name = check_name('run', given if given is not None else default_run_name(r, tpl))
+        labels[name] = label
+        r['out_dir'] = str(ensure_dir(Path(str(r['out_dir'])).expanduser().resolve(), 'out_dir') if r.get('out_dir') else runs_dir/name)
+        r = check_params(tpl, r)
+        if not force and not ((reports_dir/f'{name}.html').is_file() and _same_params(Path(r['out_dir']), r, tpl)): check_checkpoint(Path(r['out_dir']))
         plan.append((name, tpl, r))
     names = [n for n, _, _ in plan]
     if len(set(names)) != len(names): raise ParameterError(f"sweep {sweep!r} has two runs named {next(n for n in names if names.count(n) > 1)!r}; give them 'run' names")
     dirs = {n: p['out_dir'] for n, _, p in plan}
     records, t_sweep = [], time.time()
+    before = {r['run']: r for r in read_index(Path(s.reports_dir)) if r.get('sweep') == sweep}
+    had_ok = lambda n, p: (reports_dir/f'{n}.html').is_file() and (before.get(n, {}).get('status') == 'ok' or (Path(p['out_dir'])/'metrics.json').is_file())
     update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
-                                                  reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan])
+                                                  reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
+                                       if not had_ok(n, p)])   # a finished run keeps its record until another run of it finishes
     for i, (name, tpl, params) in enumerate(plan, 1):
         run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -397,7 +266,7 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         t0, skipped = time.time(), False
         prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
         changed = recorded != prov
-        finished = report.is_file() and _same_params(run_dir, shown)
+        finished = report.is_file() and _same_params(run_dir, shown, tpl)
         if not force and finished and not changed:
             print("    already finished: skipped (force=True runs it again)", flush=True)
             status, error, skipped = 'ok', None, True
@@ -407,9 +276,22 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
             if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
                 (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
                 print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
+            keep = had_ok(name, params)   # a finished run's results: replaced only by a run that finishes
+            saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
             atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
-            status, error = execute_notebook(template_path(tpl), params, run_dir/f'{tpl}.ipynb', stream=stream)
-            if (run_dir/f'{tpl}.ipynb').is_file(): notebook_to_html(run_dir/f'{tpl}.ipynb', report)
+            stem = Path(tpl).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
+            mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
+            m0 = mtime()
+            status, error = execute_notebook(template_path(tpl), params, attempt, stream=stream, cwd=run_dir)
+            if status == 'ok' and tpl == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
+            if status != 'ok' and keep:
+                for f, data in saved.items(): atomic_write(run_dir/f, data)
+                if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', reports_dir/f'{name}.failed.html')
+                print(f"    failed: {error}\n    the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}", flush=True)
+                rec = record_for(sweep, name, tpl, shown, status, error, run_dir, reports_dir/f'{name}.failed.html', Path(s.reports_dir), time.time() - t0, *labels[name])
+                records.append(rec)
+                continue
+            if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
         rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
         if rec['status'] == 'ok' and tpl == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
         records.append(rec)
@@ -418,109 +300,3 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         print(f"    {status}: {summary} ({time.time() - t0:.0f} s)", flush=True)
     print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
     return records
-
-# %% ../nbs/09_runner.ipynb #a28d6c42
-DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
-
-def demo_runs(iterations:int|None=None, device:str|None=None, **overrides) -> list:
-    "The runs of the demo sweep."
-    base = {**DEMO, **({'iterations': iterations} if iterations is not None else {}), **({'device': device} if device else {}), **overrides}
-    return [dict(base, run='sim-pretrained', label='sim-pretrained (no training)', method='supervised', iterations=0),
-            dict(base, run='supervised', label='supervised', method='supervised'),
-            dict(base, run='full-supervision', label='supervised', method='supervised', labeled='all'),
-            dict(base, run='classmix', label='ClassMix', baseline='supervised', method='classmix', strong_aug=True, align=True,
-                 compare_with=['supervised', 'full-supervision'])]
-
-def demo(iterations:int|None=None, # training iterations of each run (default: the experiment notebook's)
-         device:str|None=None, # default: the settings' device
-         force:bool=False, **overrides) -> Path:
-    "Run the demo sweep; returns the path of `reports/index.html`."
-    s = load_settings()
-    run_sweep('demo', demo_runs(iterations, device or s.device, **overrides), settings=s, force=force)
-    return Path(s.reports_dir)/'index.html'
-
-def pretrain(force:bool=False, **params) -> Path:
-    "Execute `nbs/experiments/pretrain.ipynb` (sweep 'pretrain'), which installs the SynthStreets weights; returns its report."
-    s = load_settings()
-    rec = run_sweep('pretrain', [dict(params, run='synthstreets-sim', template='pretrain')], settings=s, force=force)[0]
-    if rec['status'] != 'ok': raise ParameterError(f"pretraining failed: {rec['error']}")
-    return Path(s.reports_dir)/rec['report']
-
-# %% ../nbs/09_runner.ipynb #837a69f7
-STATS_REPORTS = [
-    dict(run='synthstreets-sim-vs-real', dataset='synthstreets', style='sim', compare='synthstreets', compare_style='real'),
-    dict(run='synthstreets-game-vs-real', dataset='synthstreets', style='game', compare='synthstreets', compare_style='real'),
-    dict(run='camvid-train', dataset='camvid'),
-    dict(run='camvid-train-vs-val', dataset='camvid', compare='camvid', compare_split='val'),
-]
-
-def stats_name(params:dict) -> str:
-    "A report name from the datasets it shows."
-    part = lambda d, sp, st: '-'.join(x for x in (d, sp, st if d == 'synthstreets' else '') if x)
-    name = part(params.get('dataset', 'camvid'), params.get('split', ''), params.get('style', 'real'))
-    if params.get('compare'): name += '-vs-' + part(params['compare'], params.get('compare_split', ''), params.get('compare_style', 'sim'))
-    return re.sub(r'[^A-Za-z0-9_.+-]', '-', name)
-
-def dataset_stats(runs:list|None=None, # one dict of `dataset_stats` parameters per report; default `STATS_REPORTS`
-                  force:bool=False, settings=None) -> Path:
-    "Make dataset-statistics reports (sweep 'dataset-stats'); returns the path of `reports/index.html`."
-    s = settings or load_settings()
-    runs = [dict(r, run=r.get('run') or stats_name(r)) for r in (runs or STATS_REPORTS)]
-    run_sweep('dataset-stats', runs, template='dataset_stats', settings=s, force=force)
-    return Path(s.reports_dir)/'index.html'
-
-# %% ../nbs/09_runner.ipynb #5d5c194b
-def _slug(label:str) -> str: return re.sub(r'[^a-z0-9]+', '-', label.lower()).strip('-')
-
-def ablation_runs(iterations:int=500, # iterations of each run (the 2x row doubles it)
-                  seeds=(0,), **base) -> list:
-    "The runs of the Table 5.1 ablation on SynthStreets (real style), one per setting and seed."
-    h, w = base.get('height', 96), base.get('width', 192)
-    crop = f'{h}x{min(h, w)}'   # the thesis crops 512x512 from 512x1024 images: square crops of the image height
-    settings = [('Baseline', dict(method='supervised'), None), ('Default SSL (ClassMix)', dict(method='classmix'), None),
-                ('CowMix', dict(method='cowmix'), None), ('CutMix', dict(method='cutmix'), None),
-                ('Sigmoid ramp up', dict(method='classmix', weighting='sigmoid'), None),
-                ('Pixelwise threshold', dict(method='classmix', weighting='pixelwise'), None),
-                ('Constant unsupervised weight', dict(method='classmix', weighting='constant'), None),
-                ('Squared error loss', dict(method='classmix', unsup_loss='mse'), None),
-                ('No pseudo-label', dict(method='classmix', target='soft'), None),
-                ('Random crop baseline', dict(method='supervised', crop=crop), None),
-                ('Random crop', dict(method='classmix', crop=crop), 'Random crop baseline'),
-                ('Extra augmentations', dict(method='classmix', strong_aug=True), None),
-                ('Distribution alignment', dict(method='classmix', align=True), None),
-                ('2x iterations', dict(method='classmix', iterations=2*iterations), None)]
-    runs = []
-    for seed in seeds:
-        for label, kw, baseline in settings:
-            r = {**DEMO, 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}"}
-            if baseline: r['baseline'] = baseline
-            if kw['method'] != 'supervised': r['compare_with'] = [f"{_slug(baseline or 'Baseline')}_seed-{seed}"]   # Fig. 4.2
-            runs.append(r)
-    return runs
-
-def gap_runs(iterations:int=3000, seeds=(0,),
-             source:str='synthstreets-sim', # the source whose gap to real is measured: a SynthStreets style without '+'
-             **base) -> list:
-    """Where a source's gap to real is: source-only networks trained from scratch on the source style, on that style with
-    one group of the real style's fields (camera, layout, look: `synthstreets.STYLE_GROUPS`) and on real-style images,
-    all evaluated on real val."""
-    from classmix_lab.synthstreets import STYLES, STYLE_GROUPS
-    style = source.removeprefix('synthstreets-')
-    bases = [n for n in STYLES if '+' not in n and n != 'real']
-    if not source.startswith('synthstreets-') or style not in bases:
-        raise ParameterError(f"source={source!r}: the gap sweep measures a SynthStreets style's gap to real; use one of: "
-                             + ', '.join(f'synthstreets-{n}' for n in bases))
-    name = style.capitalize()
-    settings = [(name, style), *((f'{name}, real {g}', f'{style}+real-{g}') for g in STYLE_GROUPS), ('Real (no gap)', 'real')]
-    # lr: the pretraining's (nbs/experiments/pretrain.ipynb), since these networks start from scratch too
-    return [{**DEMO, 'labeled': 'all', 'method': 'supervised', 'init': 'none', 'lr': 0.01, 'iterations': iterations, **base, 'source': f'synthstreets-{st}',
-             'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}", **({} if st == style else {'baseline': name})}
-            for seed in seeds for label, st in settings]
-
-def dacs_runs(iterations:int=1000, seeds=(0,), **base) -> list:
-    "The runs of the Table 5.2 domain-adaptation comparison on SynthStreets sim -> real (or `source=` -> real)."
-    settings = [('Source only', dict(method='supervised')), ('IntraMix', dict(method='classmix')),
-                ('Distribution-aligned IntraMix', dict(method='classmix', align=True)), ('InterMix (DACS)', dict(method='dacs'))]
-    return [{**DEMO, 'labeled': 'all', 'source': 'synthstreets-sim', 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label,
-             'run': f"{_slug(label)}_seed-{seed}", **({} if kw['method'] == 'supervised' else {'compare_with': [f'source-only_seed-{seed}']})}   # Fig. 4.3
-            for seed in seeds for label, kw in settings]

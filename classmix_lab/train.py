@@ -1,4 +1,4 @@
-"""One training loop for every method: a supervised step, and an optional unsupervised term plugged into it.
+"""One training loop for every method: a method is which views, which mask and which losses, plugged into the loop.
 
 Docs: https://github.com/classmix-lab/classmix_lab/train.html.md"""
 
@@ -7,58 +7,86 @@ Docs: https://github.com/classmix-lab/classmix_lab/train.html.md"""
 # %% ../nbs/06_train.ipynb #9f0fefe6
 from __future__ import annotations
 import copy, io, json, math, sys, time
-from dataclasses import dataclass, asdict, field, fields
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
+from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
-from .config import ParameterError, check_choice, atomic_write
-from .data import IGNORE_INDEX
-from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase
+from .config import ParameterError, check_choice, atomic_write, IGNORE_INDEX
+from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase, mixup_lambdas, mixup, box_owners
+from .augment import (strong_augment, random_affine, affine_grid, warp, valid_mask, photometric, tps_grid,
+                                  phtps_photometric)
 from .model import param_groups
 
 # %% auto #0
-__all__ = ['WEIGHTINGS', 'UNSUP_LOSSES', 'METHODS', 'STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss',
-           'colour_jitter', 'gaussian_blur', 'strong_augment', 'MixConsistency', 'CrossDomainMix', 'make_method',
-           'StepContext', 'Trainer']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS', 'TEACHERS', 'METHODS',
+           'BASE_STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss', 'RunInfo', 'Output',
+           'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig', 'Consistency', 'parse_range',
+           'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig',
+           'StructuredConsistency', 'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig',
+           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'MethodSpec', 'register_method',
+           'method_settings', 'make_method', 'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
+OPTIMIZERS = ('sgd', 'adam')
+SCHEDULES = ('poly', 'constant')
+
 @dataclass
 class TrainConfig:
     "Optimisation settings shared by every method (thesis §4.1.2 defaults)."
-    iterations: int = 40000  # SGD steps
+    iterations: int = 40000  # optimiser steps
     lr: float = 2.5e-4  # base learning rate (the classifier learns at 10x)
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
+    momentum: float = 0.9  # SGD
+    weight_decay: float = 5e-4  # SGD (Adam runs without, as French et al.)
     poly_power: float = 0.9  # lr_k = lr (1 - k/K)^power
     classifier_lr_mult: float = 10.
     ema_alpha: float = 0.99  # teacher = alpha teacher + (1 - alpha) student
     seed: int = 0  # seeds the masks and every other random choice of the loop
     log_every: int = 50  # iterations between progress lines / history rows
     checkpoint_every: int = 0  # iterations between checkpoints (0: only at the end, when a path is given)
+    optimizer: str = 'sgd'  # 'sgd' or 'adam'
+    schedule: str = 'poly'  # 'poly' or 'constant'
 
     def __post_init__(self):
         for k in ('iterations', 'log_every', 'checkpoint_every'):
             if int(getattr(self, k)) < 0: raise ParameterError(f"{k}={getattr(self, k)} must be >= 0")
-        if self.lr <= 0: raise ParameterError(f"lr={self.lr} must be positive")
+        if not self.lr > 0: raise ParameterError(f"lr={self.lr} must be positive")
         if not 0 <= self.ema_alpha < 1: raise ParameterError(f"ema_alpha={self.ema_alpha} must be in [0, 1)")
+        if self.weight_decay < 0: raise ParameterError(f"weight_decay={self.weight_decay} must be >= 0")
+        check_choice('optimizer', self.optimizer, OPTIMIZERS); check_choice('schedule', self.schedule, SCHEDULES)
+
+    def make_optimizer(self, groups:list) -> torch.optim.Optimizer:
+        "The optimiser of `groups` (dicts with params, lr and lr_mult)."
+        if self.optimizer == 'adam': return torch.optim.Adam(groups, lr=self.lr)
+        return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    def lr_at(self, k:int) -> float:
+        "The base learning rate of step `k`."
+        return self.lr if self.schedule == 'constant' else self.lr*(1 - k/self.iterations)**self.poly_power
 
 # %% ../nbs/06_train.ipynb #c562a209
 class MeanTeacher:
-    "An EMA copy of a student network, always in eval mode."
-    def __init__(self, student:nn.Module, alpha:float=0.99):
+    "An EMA copy of a student network (and of a method's modules, `heads`), always in eval mode."
+    def __init__(self, student:nn.Module, alpha:float=0.99, heads:nn.Module|None=None):
         self.student, self.alpha = student, alpha
         self.teacher = copy.deepcopy(student).eval()
-        for p in self.teacher.parameters(): p.requires_grad_(False)
-        self._t = [t for t in self._tensors(self.teacher)]
-        self._s = [t for t in self._tensors(student)]
+        self.heads = copy.deepcopy(heads).eval() if heads is not None else None
+        for m in (self.teacher, self.heads):
+            for p in (m.parameters() if m is not None else ()): p.requires_grad_(False)
+        self._t = self._tensors(self.teacher) + (self._tensors(self.heads) if heads is not None else [])
+        self._s = self._tensors(student) + (self._tensors(heads) if heads is not None else [])
 
     @staticmethod
     def _tensors(m): return [*m.parameters(), *(b for b in m.buffers() if b.is_floating_point())]
 
+    def decay(self, iteration:int) -> float:
+        "alpha_k of step `iteration` (0-based)."
+        return min(1 - 1/(iteration + 1), self.alpha)
+
     @torch.no_grad()
-    def update(self, iteration:int):
-        "Move the teacher towards the student after step `iteration` (0-based)."
-        a = min(1 - 1/(iteration + 1), self.alpha)
+    def update(self, iteration:int, alpha:float|None=None):
+        "Move the teacher towards the student after step `iteration` (0-based); `alpha` overrides the decay."
+        a = self.decay(iteration) if alpha is None else alpha
         torch._foreach_lerp_(self._t, [s.detach() for s in self._s], 1 - a)
 
     @torch.no_grad()
@@ -85,134 +113,277 @@ WEIGHTINGS = ('threshold_proportional', 'pixelwise', 'sigmoid', 'constant')
 def pixel_loss(kind:str, # 'ce' or 'mse'
                logits:torch.Tensor, # (B, C, H, W) student logits
                target:torch.Tensor) -> torch.Tensor: # (B, H, W) long pseudo-labels or (B, C, H, W) probabilities
-    "Per-pixel unsupervised loss (B, H, W)."
+    "Per-pixel unsupervised loss (B, H, W); 0 where a hard target is `IGNORE_INDEX`."
     check_choice('loss', kind, UNSUP_LOSSES)
     soft = target.is_floating_point()
     if kind == 'ce':
-        return F.cross_entropy(logits, target, reduction='none') if not soft else -(target*logits.log_softmax(1)).sum(1)
+        return F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction='none') if not soft else -(target*logits.log_softmax(1)).sum(1)
     p = logits.softmax(1)
-    t = target if soft else F.one_hot(target, p.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
-    return ((p - t)**2).sum(1)
+    if soft: return ((p - target)**2).sum(1)
+    valid = target != IGNORE_INDEX
+    t = F.one_hot(target.where(valid, 0), p.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+    return ((p - t)**2).sum(1)*valid
 
 UNSUP_LOSSES = ('ce', 'mse')
 
-# %% ../nbs/06_train.ipynb #a006cadf
-_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-
-def colour_jitter(x:torch.Tensor, # (B, 3, H, W) images in [0, 1]
-                  generator:torch.Generator|None=None, strength=0.2) -> torch.Tensor: # float, or a (B,) tensor (0: identity)
-    "Per-image brightness, contrast, saturation in [1 - s, 1 + s] and hue rotation in [-s/2, s/2] turns."
-    B, dev = x.shape[0], x.device
-    s = torch.as_tensor(strength, dtype=x.dtype, device=dev).expand(B)
-    f = 1 + s[:, None]*(2*torch.rand(B, 3, generator=generator, device=dev) - 1)
-    hue = s*(torch.rand(B, generator=generator, device=dev) - 0.5)*2*math.pi
-    gray = lambda t: (0.299*t[:, 0] + 0.587*t[:, 1] + 0.114*t[:, 2])[:, None]
-    x = (x*f[:, 0].view(B, 1, 1, 1)).clamp(0, 1)
-    m = gray(x).mean((2, 3), keepdim=True)
-    x = ((x - m)*f[:, 1].view(B, 1, 1, 1) + m).clamp(0, 1)
-    g = gray(x)
-    x = ((x - g)*f[:, 2].view(B, 1, 1, 1) + g).clamp(0, 1)
-    yiq = torch.einsum('ij,bjhw->bihw', _YIQ.to(dev, x.dtype), x)
-    c, sn = hue.cos().view(B, 1, 1), hue.sin().view(B, 1, 1)
-    yiq = torch.stack([yiq[:, 0], yiq[:, 1]*c - yiq[:, 2]*sn, yiq[:, 1]*sn + yiq[:, 2]*c], 1)
-    return torch.einsum('ij,bjhw->bihw', torch.linalg.inv(_YIQ).to(dev, x.dtype), yiq).clamp(0, 1)
-
-def gaussian_blur(x:torch.Tensor, sigma, size_frac:float=0.1) -> torch.Tensor:
-    "Separable Gaussian blur (`sigma` a float or 0-d tensor) with a kernel of `size_frac` of the image in each direction (odd, >= 3)."
-    out, sigma = x, torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
-    for dim, n in ((2, x.shape[-2]), (3, x.shape[-1])):
-        k = max(3, int(n*size_frac)//2*2 + 1)
-        t = torch.arange(k, device=x.device, dtype=x.dtype) - k//2
-        w = torch.exp(-t**2/(2*sigma**2)); w = w/w.sum()
-        shape = (1, 1, k, 1) if dim == 2 else (1, 1, 1, k)
-        pad = (0, 0, k//2, k//2) if dim == 2 else (k//2, k//2, 0, 0)
-        C = out.shape[1]
-        out = F.conv2d(F.pad(out, pad, mode='reflect' if k//2 < n else 'replicate'), w.view(shape).expand(C, 1, *shape[2:]), groups=C)
-    return out
-
-def strong_augment(x:torch.Tensor, generator:torch.Generator|None=None, p_jitter:float=0.5, p_blur:float=0.5,
-                   strength:float=0.2, sigma=(0.15, 1.15)) -> torch.Tensor:
-    "Colour jitter and Gaussian blur, each applied to the whole batch with its probability (no host synchronisation)."
-    u = torch.rand(3, generator=generator, device=x.device)
-    x = colour_jitter(x, generator, strength*(u[0] < p_jitter).to(x.dtype))
-    blurred = gaussian_blur(x, sigma[0] + (sigma[1] - sigma[0])*u[2])
-    return torch.where(u[1] < p_blur, blurred, x)
-
-# %% ../nbs/06_train.ipynb #502d3986
+# %% ../nbs/06_train.ipynb #5b1f9c33
 @dataclass
-class MixConsistency:
-    "Mean-teacher consistency between mixed unlabeled images and the mixed teacher predictions."
-    mask: str = 'classmix'  # how the mixing mask is made: a key of `classmix_lab.masks.MASKS`
+class RunInfo:
+    "What a method may know of the run it is part of."
+    iterations: int = 0
+    num_classes: int = 0
+    source: bool = False  # domain adaptation: the labeled batches come from a source domain
+    batch_size: int = 0  # labeled images per step (0: unknown)
+    batch_size_u: int = 0  # unlabeled images per step (0: unknown)
+    class_distribution: Callable|None = None  # () -> the class distribution (tuple) of the labels the run learns from
+
+@dataclass
+class Output:
+    "A network's output on a batch: logits (B, C, H, W) and, when asked for, its per-pixel features."
+    logits: torch.Tensor
+    features: torch.Tensor|None = None
+
+def network_output(net:nn.Module, x:torch.Tensor, features:bool=False) -> Output:
+    "Run `net` on `x`, with its features when `features`."
+    if not features: return Output(net(x))
+    logits, feats = net(x, return_features=True)
+    return Output(logits, feats)
+
+# %% ../nbs/06_train.ipynb #6c2d0a44
+class Step:
+    "What a method sees of one training step. Forwards are computed once per input and shared by every loss that asks."
+    def __init__(self, iteration:int, iterations:int, x_l, y_l, out_l:Output, x_u, student:nn.Module,
+                 mean_teacher:MeanTeacher, generator:torch.Generator):
+        self.iteration, self.iterations = iteration, iterations
+        self.x_l, self.y_l, self.out_l, self.x_u = x_l, y_l, out_l, x_u
+        self.student, self.mean_teacher, self.generator = student, mean_teacher, generator
+        self._cache = {}
+
+    @property
+    def progress(self) -> float:
+        "The fraction of the run done before this step, in [0, 1)."
+        return self.iteration/max(self.iterations, 1)
+
+    def _cached(self, key, x, fn):
+        hit = self._cache.get((key, id(x)))
+        if hit is None or hit[0] is not x: hit = self._cache[(key, id(x))] = (x, fn())
+        return hit[1]
+
+    def student_out(self, x:torch.Tensor, features:bool=False) -> Output:
+        "The student's output on `x` (with gradient); the labeled batch's is the one the loop computed."
+        if x is self.x_l and (self.out_l.features is not None or not features): return self.out_l
+        return self._cached(('student', features), x, lambda: network_output(self.student, x, features))
+
+    @torch.no_grad()
+    def teacher_out(self, x:torch.Tensor, features:bool=False) -> Output:
+        "The mean teacher's output on `x` (no gradient)."
+        return self._cached(('teacher', features), x, lambda: network_output(self.mean_teacher.teacher, x, features))
+
+    @torch.no_grad()
+    def teacher_probs(self, x:torch.Tensor) -> torch.Tensor:
+        "The mean teacher's class probabilities (B, C, H, W) on `x`, in fp32."
+        return self._cached('teacher_probs', x, lambda: self.teacher_out(x).logits.float().softmax(1))
+
+# %% ../nbs/06_train.ipynb #7d3e1b55
+class Method(nn.Module):
+    "A training method: which views of the data, which mask and which losses, plugged into `Trainer`'s loop."
+    @dataclass
+    class Config:
+        "The method's settings (none for the base)."
+    unlabeled: bool = True  # trains on unlabeled batches
+    domains: tuple = ('ssl', 'da')  # 'ssl' semi-supervised, 'da' domain adaptation (a labeled source domain)
+    features: bool = False  # needs the per-pixel features of the labeled forward
+    min_batch_u: int = 1  # the smallest unlabeled batch it works with
+    stats: tuple = ()  # names of the statistics `unsupervised` returns
+    name: str = ''  # the registry name it was made under (set by `make_method`)
+
+    def __init__(self, config=None, **settings):
+        super().__init__()
+        self.config = config if config is not None else self.Config(**settings)
+
+    def settings(self) -> dict:
+        "The configuration as a plain dict (what a checkpoint compares and a report shows)."
+        return asdict(self.config)
+
+    def check(self, run:RunInfo):
+        "Raise `ParameterError` if the method cannot serve `run`."
+        what = 'domain adaptation (a source domain)' if run.source else 'semi-supervised learning (no source domain)'
+        if ('da' if run.source else 'ssl') not in self.domains:
+            raise ParameterError(f"method={self.name!r} does not do {what}" + ("; give source=" if not run.source else ''))
+        if self.unlabeled and run.batch_size_u and run.batch_size_u < self.min_batch_u:
+            raise ParameterError(f"batch_size_u={run.batch_size_u}: method={self.name!r} needs at least {self.min_batch_u} unlabeled images per step")
+
+    def setup(self, run:RunInfo):
+        "Called once before the first step (and before a checkpoint is restored)."
+
+    def param_groups(self, lr:float) -> list:
+        "Optimiser parameter groups of the method's own trainable parameters (heads)."
+        ps = [p for p in self.parameters() if p.requires_grad]
+        return [dict(params=ps, lr=lr, lr_mult=1.)] if ps else []
+
+    def ema_modules(self) -> nn.Module|None:
+        "The method's modules that the mean teacher keeps an EMA copy of (None: only the network)."
+        return None
+
+    def ema_decay(self, step:Step, teacher:MeanTeacher) -> float:
+        "The teacher's EMA decay after `step`."
+        return teacher.decay(step.iteration)
+
+    def supervised_loss(self, step:Step) -> torch.Tensor:
+        "$L_l$: cross-entropy of the labeled forward, ignoring `IGNORE_INDEX`."
+        return F.cross_entropy(step.out_l.logits.float(), step.y_l, ignore_index=IGNORE_INDEX)
+
+    def unsupervised(self, step:Step) -> tuple:
+        "The method's further loss (already weighted) and its statistics (tensors named in `stats`)."
+        return step.out_l.logits.new_zeros(()), {}
+
+class Supervised(Method):
+    "The supervised baseline (with a source domain: source-only training)."
+    unlabeled = False
+
+# %% ../nbs/06_train.ipynb #9f5a3d77
+PRESETS = {'french': dict(loss='mse', target='soft', weighting='threshold_proportional', tau=0.97, lambda_u=10.)}
+
+@dataclass
+class Views:
+    "What the student is trained on: its input, the target, per-pixel weights, and the teacher's confidence (for statistics)."
+    x: torch.Tensor  # (B, 3, H, W) the student's input
+    target: torch.Tensor  # (B, H, W) class indices (IGNORE_INDEX: no loss) or (B, C, H, W) probabilities
+    weight: torch.Tensor  # (B, H, W)
+    conf: torch.Tensor  # (B, H, W) the teacher's confidence on the clean batch
+    mask: torch.Tensor|None = None  # (B, H, W) bool: the mixing or erasing mask, when there is one
+    extra: dict = field(default_factory=dict)  # what a method's further losses need (e.g. box owners)
+    x_student: torch.Tensor|None = None  # `x` as the student sees it (after the extra augmentations), set once
+
+@dataclass
+class ConsistencyConfig:
     weighting: str = 'threshold_proportional'  # see `WEIGHTINGS`
     loss: str = 'ce'  # 'ce' or 'mse'
     target: str = 'pseudo'  # 'pseudo' (one-hot argmax) or 'soft' (probabilities)
     tau: float = 0.968  # confidence threshold
     lambda_u: float = 1.0  # lambda_u0, scale of the unsupervised loss
-    p: float|tuple|None = None  # mask proportion (ClassMix: of the present classes); None: the kind's default
-    sigma: tuple|None = None  # CowMix/CowOut smoothing range (px); None: (8, 32) scaled by image height / 512
-    ramp_iters: int = 10000  # sigmoid weighting: k_max
-    strong_aug: bool = False  # colour jitter and blur of the mixed images (thesis "extra augmentations")
-    align: tuple = ()  # distribution alignment: the target class distribution (empty: off)
+    ramp_iters: int = 0  # sigmoid weighting: k_max (0: a quarter of the run, as the thesis's 10k of 40k)
+    strong_aug: bool = False  # colour jitter and blur of the student's view (thesis "extra augmentations")
+    align: bool = False  # distribution alignment of the teacher's probabilities (to the run's class distribution)
     align_alpha: float = 0.99  # EMA of the pseudo-label class distribution it is aligned from
+    preset: str = ''  # the preset the settings started from ('' or a key of `PRESETS`), for the record
 
     def __post_init__(self):
-        check_choice('mask', self.mask, list(MASKS)); check_choice('weighting', self.weighting, WEIGHTINGS)
-        check_choice('loss', self.loss, UNSUP_LOSSES); check_choice('target', self.target, ('pseudo', 'soft'))
+        check_choice('weighting', self.weighting, WEIGHTINGS); check_choice('loss', self.loss, UNSUP_LOSSES)
+        check_choice('target', self.target, ('pseudo', 'soft')); check_choice('preset', self.preset, ('', *PRESETS))
         if not 0 < self.tau < 1: raise ParameterError(f"tau={self.tau} must be in (0, 1)")
-        if self.align and (min(self.align) < 0 or abs(sum(self.align) - 1) > 1e-3):
-            raise ParameterError(f"align must be a class distribution (non-negative, summing to 1), got sum {sum(self.align):.3f}")
-        self._running = None  # the EMA of the pseudo-label distribution (distribution alignment)
+        if not self.lambda_u >= 0: raise ParameterError(f"lambda_u={self.lambda_u} must be >= 0 (a negative weight ascends the consistency loss)")
+        if self.ramp_iters < 0: raise ParameterError(f"ramp_iters={self.ramp_iters} must be >= 0")
+        if not 0 < self.align_alpha < 1: raise ParameterError(f"align_alpha={self.align_alpha} must be in (0, 1)")
 
-    def mask_params(self, height:int) -> dict:
-        "The keyword arguments of this mask kind for images of `height` rows."
-        kw = {} if self.p is None else dict(p=self.p)
-        if self.mask in ('cowmix', 'cowout'): kw['sigma'] = self.sigma or (8*height/512, 32*height/512)
-        return kw
+# %% ../nbs/06_train.ipynb #a0b64e88
+class Consistency(Method):
+    "Mean-teacher consistency between a perturbed view of the unlabeled batch and the teacher's matching prediction."
+    Config = ConsistencyConfig
+    stats = ('loss_u', 'confident', 'weight')
 
-    def make_mask(self, pseudo:torch.Tensor, num_classes:int, g:torch.Generator) -> torch.Tensor:
-        return make_masks(self.mask, pseudo, num_classes, g, **self.mask_params(pseudo.shape[-2]))
+    def setup(self, run:RunInfo):
+        if self.config.align:
+            if run.class_distribution is None: raise ParameterError(f"method={self.name!r} with align=True needs the class distribution of the run's labels")
+            target = torch.tensor(run.class_distribution(), dtype=torch.float32)
+            if target.numel() != run.num_classes: raise ParameterError(f"align: the class distribution has {target.numel()} classes, the model predicts {run.num_classes}")
+            if target.min() < 0 or abs(float(target.sum()) - 1) > 1e-3: raise ParameterError("align: the class distribution must be non-negative and sum to 1")
+            self.register_buffer('align_target', target)
+            self.register_buffer('align_running', torch.zeros_like(self.align_target))
+            self.register_buffer('align_seen', torch.zeros((), device=self.align_target.device))
 
-    def teacher_view(self, ctx:'StepContext'):
-        "The teacher's probabilities on the unlabeled batch (distribution-aligned when `align` is set)."
-        prob = ctx.mean_teacher.probs(ctx.x_u)
-        return self.aligned(prob) if self.align else prob
+    def teacher_view(self, step:Step) -> torch.Tensor:
+        "The teacher's probabilities on the clean unlabeled batch (distribution-aligned when `align` is set)."
+        prob = step.teacher_probs(step.x_u)
+        return self.aligned(prob) if self.config.align else prob
 
-    def __call__(self, ctx:'StepContext'):
-        "The weighted unsupervised loss of one step and its statistics."
-        x_u = ctx.x_u
-        prob = self.teacher_view(ctx)
-        conf, pseudo = prob.max(1)
-        M = self.make_mask(pseudo, prob.shape[1], ctx.generator)
-        w = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
-        target = pseudo if self.target == 'pseudo' else prob
-        if self.mask in ERASING:
-            x_s, w_s = erase(M, x_u, fill=x_u.mean((0, 2, 3), keepdim=True)), w*(~M)
-        else:
-            x_s, target, w_s = paste_onto_next(M, x_u), paste_onto_next(M, target), paste_onto_next(M, w)
-        if self.strong_aug: x_s = strong_augment(x_s, ctx.generator)
-        loss = (pixel_loss(self.loss, ctx.student(x_s).float(), target)*w_s).mean()
-        return self.lambda_u*loss, dict(loss_u=loss.detach(), confident=(conf > self.tau).float().mean(), weight=w_s.mean())
+    def weights(self, conf:torch.Tensor, step:Step) -> torch.Tensor:
+        "The per-pixel weights (B, H, W) of teacher confidences `conf`."
+        c = self.config
+        return weight_map(c.weighting, conf, step.iteration, c.tau, c.ramp_iters or max(1, step.iterations//4))
 
-    def state_dict(self): return {'running': self._running}
-    def load_state_dict(self, d): self._running = d['running']
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
+        "The student's view of the unlabeled batch, given the teacher's probabilities `prob` on the clean batch."
+        raise NotImplementedError
+
+    def student_logits(self, step:Step, v:Views) -> torch.Tensor:
+        "The student's logits (fp32) on view `v`, its input colour-jittered and blurred when `strong_aug`; one forward per view."
+        if v.x_student is None: v.x_student = strong_augment(v.x, step.generator) if self.config.strong_aug else v.x
+        return step.student_out(v.x_student).logits.float()
+
+    def consistency(self, step:Step, v:Views) -> tuple:
+        "The weighted loss of the student on view `v`, and its statistics."
+        c = self.config
+        loss = (pixel_loss(c.loss, self.student_logits(step, v), v.target)*v.weight).mean()
+        return c.lambda_u*loss, dict(loss_u=loss.detach(), confident=(v.conf > c.tau).float().mean(), weight=v.weight.mean())
+
+    def unsupervised(self, step:Step) -> tuple: return self.consistency(step, self.views(step, self.teacher_view(step)))
 
 # %% ../nbs/06_train.ipynb #84d302d7
 @patch
 @torch.no_grad()
-def aligned(self:MixConsistency, prob:torch.Tensor) -> torch.Tensor:
+def aligned(self:Consistency, prob:torch.Tensor) -> torch.Tensor:
     "Distribution-aligned probabilities (B, C, H, W); updates the running pseudo-label distribution."
     C = prob.shape[1]
-    target = torch.tensor(self.align, dtype=prob.dtype, device=prob.device)
-    if target.numel() != C: raise ParameterError(f"align has {target.numel()} classes, the model predicts {C}")
+    if self.align_target.numel() != C: raise ParameterError(f"align has {self.align_target.numel()} classes, the model predicts {C}")
     freq = torch.bincount(prob.argmax(1).flatten(), minlength=C).to(prob.dtype)/prob[:, 0].numel()
-    self._running = freq if self._running is None else self.align_alpha*self._running.to(prob.device) + (1 - self.align_alpha)*freq
-    q = prob*(target/self._running.clamp_min(1e-6)).view(1, C, 1, 1)
+    a = self.config.align_alpha
+    self.align_running.copy_(torch.where(self.align_seen > 0, a*self.align_running + (1 - a)*freq, freq)); self.align_seen.fill_(1)
+    q = prob*(self.align_target/self.align_running.clamp_min(1e-6)).view(1, C, 1, 1)
     return q/q.sum(1, keepdim=True)
+
+# %% ../nbs/06_train.ipynb #502d3986
+def parse_range(name:str, text) -> tuple|None:
+    "'auto' -> None; 'lo,hi' (or 'lo:hi', or a number) -> (lo, hi) with 0 < lo <= hi."
+    s = str(text).strip().lower()
+    if s == 'auto': return None
+    try: vals = [float(v) for v in s.replace(':', ',').split(',')]
+    except ValueError: vals = []
+    if len(vals) == 1: vals = vals*2
+    if len(vals) != 2 or not 0 < vals[0] <= vals[1]: raise ParameterError(f"{name}={text!r} must be 'auto' or 'lo,hi' with 0 < lo <= hi")
+    return tuple(vals)
+
+@dataclass
+class MixConfig(ConsistencyConfig):
+    mask: str = 'classmix'  # how the mask is made: a key of `classmix_lab.masks.MASKS`
+    p: float = 0.  # mask proportion (ClassMix: of the present classes; CutMix/CowMix: of the pixels); 0: the kind's default
+    sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo,hi' in pixels; 'auto': (8, 32) scaled by image height / 512
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_choice('mask', self.mask, list(MASKS)); parse_range('sigma', self.sigma)
+        if not 0 <= self.p <= 1: raise ParameterError(f"p={self.p} must be in (0, 1], or 0 for the mask's default")
+
+class MixConsistency(Consistency):
+    "Mean-teacher consistency between mixed (or erased) unlabeled images and the mixed teacher predictions."
+    Config = MixConfig
+    min_batch_u = 2
+
+    @property
+    def domains(self): return ('ssl',) if self.config.mask in ERASING else ('ssl', 'da')
+
+    def mask_params(self, height:int) -> dict:
+        "The keyword arguments of this mask kind for images of `height` rows."
+        c = self.config
+        kw = {} if not c.p else dict(p=c.p)
+        if c.mask in ('cowmix', 'cowout'): kw['sigma'] = parse_range('sigma', c.sigma) or (8*height/512, 32*height/512)
+        return kw
+
+    def make_mask(self, labels:torch.Tensor, num_classes:int, g:torch.Generator) -> torch.Tensor:
+        return make_masks(self.config.mask, labels, num_classes, g, **self.mask_params(labels.shape[-2]))
+
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
+        x_u, c = step.x_u, self.config
+        conf, pseudo = prob.max(1)
+        M = self.make_mask(pseudo, prob.shape[1], step.generator)
+        w = self.weights(conf, step)
+        target = pseudo if c.target == 'pseudo' else prob
+        if c.mask in ERASING: return Views(erase(M, x_u, fill=x_u.mean((0, 2, 3), keepdim=True)), target, w*(~M), conf, M)
+        return Views(paste_onto_next(M, x_u), paste_onto_next(M, target), paste_onto_next(M, w), conf, M)
 
 # %% ../nbs/06_train.ipynb #ec505ac6
 @dataclass
-class CrossDomainMix(MixConsistency):
-    "DACS: source classes (from the ground truth) pasted onto target images, trained against the mixed labels."
+class DACSConfig(MixConfig):
     strong_aug: bool = True
 
     def __post_init__(self):
@@ -220,122 +391,372 @@ class CrossDomainMix(MixConsistency):
         if self.mask != 'classmix': raise ParameterError(f"mask={self.mask!r}: DACS mixes with ClassMix masks of the source labels")
         if self.target != 'pseudo' or self.loss != 'ce': raise ParameterError("DACS trains with cross-entropy against pseudo-labels (target='pseudo', loss='ce')")
 
-    def __call__(self, ctx:'StepContext'):
-        prob = self.teacher_view(ctx)
+class CrossDomainMix(MixConsistency):
+    "DACS: source classes (from the ground truth) pasted onto target images, trained against the mixed labels."
+    Config = DACSConfig
+    domains = ('da',)
+    min_batch_u = 1
+
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
         conf, pseudo = prob.max(1)
-        src = torch.arange(len(ctx.x_u), device=ctx.x_u.device) % len(ctx.x_l)
-        x_s, y_s = ctx.x_l[src], ctx.y_l[src]
-        M = self.make_mask(y_s, prob.shape[1], ctx.generator)   # classes of the source ground truth
-        w_t = weight_map(self.weighting, conf, ctx.iteration, self.tau, self.ramp_iters)
-        x_mix = mix(M, x_s, ctx.x_u)
-        y_mix = mix(M, y_s, pseudo)
-        w_mix = torch.where(M, torch.ones_like(w_t), w_t)
-        if self.strong_aug: x_mix = strong_augment(x_mix, ctx.generator)
-        ce = F.cross_entropy(ctx.student(x_mix).float(), y_mix, ignore_index=IGNORE_INDEX, reduction='none')
-        loss = (ce*w_mix).mean()
-        return self.lambda_u*loss, dict(loss_u=loss.detach(), confident=(conf > self.tau).float().mean(), weight=w_mix.mean())
+        src = torch.arange(len(step.x_u), device=step.x_u.device) % len(step.x_l)
+        x_s, y_s = step.x_l[src], step.y_l[src]
+        M = self.make_mask(y_s, prob.shape[1], step.generator)   # classes of the source ground truth
+        w_t = self.weights(conf, step)
+        return Views(mix(M, x_s, step.x_u), mix(M, y_s, pseudo), torch.where(M, torch.ones_like(w_t), w_t), conf, M)
+
+# %% ../nbs/06_train.ipynb #d7555e25
+def pair_similarity_loss(p_s:torch.Tensor, # (B, C, H, W) student probabilities
+                         p_t:torch.Tensor, # (B, C, H, W) teacher probabilities
+                         owners:torch.Tensor, # (B, H, W) long: the box each pixel belongs to (-1: none)
+                         rects:torch.Tensor, # (B, N, 4) y0, x0, h, w of the boxes
+                         boxes:list, # the box indices to sum over
+                         pairs:int, # pixel pairs drawn per image and box
+                         generator:torch.Generator|None=None) -> torch.Tensor:
+    "Kim et al.'s structured consistency: over `boxes`, the mean squared difference of pairwise cosine similarities."
+    B, C, H, W = p_s.shape
+    r = rects[:, boxes]                                                  # (B, n, 4)
+    u = torch.rand(4, B, len(boxes), pairs, generator=generator, device=p_s.device)
+    ys = (r[..., 0, None] + (u[:2]*r[..., 2, None]).floor()).long().clamp(0, H - 1)    # (2, B, n, K): rows of i and j
+    xs = (r[..., 1, None] + (u[2:]*r[..., 3, None]).floor()).long().clamp(0, W - 1)
+    idx = ys*W + xs                                                      # (2, B, n, K) flat pixel indices
+    own = owners.flatten(1)
+    box = torch.tensor(boxes, device=p_s.device).view(1, -1, 1)
+    valid = (own.gather(1, idx[0].flatten(1)).view_as(idx[0]) == box) & (own.gather(1, idx[1].flatten(1)).view_as(idx[1]) == box)
+    def cos(p):
+        f = F.normalize(p.flatten(2), dim=1)                             # (B, C, HW) unit prediction vectors
+        g = lambda k: f.gather(2, idx[k].flatten(1)[:, None].expand(B, C, -1))
+        return (g(0)*g(1)).sum(1).view_as(idx[0])                        # (B, n, K)
+    d = (cos(p_s) - cos(p_t))**2*valid
+    return (d.sum(-1)/valid.sum(-1).clamp_min(1)).sum(1).mean()
+
+# %% ../nbs/06_train.ipynb #6f0d4594
+@dataclass
+class StructuredConfig(MixConfig):
+    loss: str = 'mse'  # L_c: squared L2 between the student's and the mixed teacher's probabilities
+    target: str = 'soft'
+    weighting: str = 'constant'
+    lambda_u: float = 20.  # lambda_c
+    lambda_sc: float = 3.
+    boxes: int = 32  # N: boxes pasted per image
+    sc_boxes: int = 16  # N_box: the last boxes the structured loss is computed in
+    pairs: int = 9000  # N_pair: pixel pairs per box
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.mask != 'multibox': raise ParameterError(f"mask={self.mask!r}: structured consistency works in multi-box CutMix boxes")
+        if not self.lambda_sc >= 0: raise ParameterError(f"lambda_sc={self.lambda_sc} must be >= 0")
+        if not 1 <= self.sc_boxes <= self.boxes: raise ParameterError(f"sc_boxes={self.sc_boxes} must be between 1 and boxes={self.boxes}")
+        if self.pairs < 1: raise ParameterError(f"pairs={self.pairs} must be >= 1")
+
+class StructuredConsistency(MixConsistency):
+    "Kim et al.: multi-box CutMix mean teacher with the conventional and the structured consistency losses."
+    Config = StructuredConfig
+    domains = ('ssl',)
+    stats = MixConsistency.stats + ('loss_sc',)
+
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
+        x_u, c = step.x_u, self.config
+        conf = prob.max(1).values
+        owners, rects = box_owners(x_u.shape[:1] + x_u.shape[-2:], step.generator, c.boxes, c.p or None, x_u.device)
+        M, w, q = owners >= 0, self.weights(conf, step), paste_onto_next(owners >= 0, prob)
+        target = q if c.target == 'soft' else q.argmax(1)
+        return Views(paste_onto_next(M, x_u), target, paste_onto_next(M, w), conf, M, extra=dict(owners=owners, rects=rects, probs=q))
+
+    def unsupervised(self, step:Step) -> tuple:
+        c = self.config
+        v = self.views(step, self.teacher_view(step))
+        loss_c, stats = self.consistency(step, v)
+        p_s = self.student_logits(step, v).softmax(1)          # the forward `consistency` made
+        loss_sc = pair_similarity_loss(p_s, v.extra['probs'], v.extra['owners'], v.extra['rects'],
+                                       list(range(c.boxes - c.sc_boxes, c.boxes)), c.pairs, step.generator)
+        return loss_c + c.lambda_sc*loss_sc, dict(stats, loss_sc=loss_sc.detach())
+
+# %% ../nbs/06_train.ipynb #4f9a7b12
+@dataclass
+class FrenchConfig(ConsistencyConfig):
+    "French et al.'s consistency settings (the `french` preset) as defaults."
+    loss: str = PRESETS['french']['loss']
+    target: str = PRESETS['french']['target']
+    tau: float = PRESETS['french']['tau']
+    lambda_u: float = PRESETS['french']['lambda_u']
+
+@dataclass
+class ICTConfig(FrenchConfig):
+    alpha: float = 0.1  # MixUp factor lambda ~ Beta(alpha, alpha), per image
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not self.alpha > 0: raise ParameterError(f"alpha={self.alpha} must be positive")
+
+class InterpolationConsistency(Consistency):
+    "ICT: MixUp of unlabeled images, trained towards the teacher's predictions mixed alike."
+    Config = ICTConfig
+    domains = ('ssl',)
+    min_batch_u = 2
+
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
+        x_u, c = step.x_u, self.config
+        lam = mixup_lambdas(len(x_u), step.generator, c.alpha, x_u.device)
+        blend = lambda t: mixup(lam, t, t.roll(-1, 0))
+        q = blend(prob)
+        conf = blend(prob.max(1).values)
+        target = q if c.target == 'soft' else q.argmax(1)
+        return Views(blend(x_u), target, self.weights(conf, step), conf)
+
+# %% ../nbs/06_train.ipynb #6b1c9d34
+@dataclass
+class AugmentConfig(FrenchConfig):
+    flip: float = 0.5  # probability of a horizontal flip
+    translate: float = 0.05  # translation, a fraction of the image size on each axis
+    scale: str = '0.5,1.5'  # 'lo,hi' isotropic scale range
+    rotate: float = 0.  # rotation range, degrees either way
+    brightness: float = 0.1  # additive brightness range, either way
+    contrast: str = '0.8,1.25'  # 'lo,hi' contrast factor range
+
+    def __post_init__(self):
+        super().__post_init__()
+        parse_range('scale', self.scale); parse_range('contrast', self.contrast)
+        for k in ('flip', 'translate', 'rotate', 'brightness'):
+            if getattr(self, k) < 0: raise ParameterError(f"{k}={getattr(self, k)} must be >= 0")
+        if self.flip > 1: raise ParameterError(f"flip={self.flip} is a probability: it must be in [0, 1]")
+
+class AugmentConsistency(Consistency):
+    "Consistency under standard augmentation: an affine warp and a photometric change of the student's input."
+    Config = AugmentConfig
+    domains = ('ssl',)
+
+    def views(self, step:Step, prob:torch.Tensor) -> Views:
+        x_u, c = step.x_u, self.config
+        theta = random_affine(len(x_u), step.generator, x_u.device, flip=c.flip, translate=c.translate,
+                              scale=parse_range('scale', c.scale), rotate=c.rotate, aspect=x_u.shape[-1]/x_u.shape[-2])
+        grid = affine_grid(theta, x_u.shape)
+        x_s = photometric(warp(x_u, grid), step.generator, brightness=c.brightness, contrast=parse_range('contrast', c.contrast))
+        q, valid = warp(prob, grid), valid_mask(grid).to(prob.dtype)
+        conf = q.max(1).values
+        target = q if c.target == 'soft' else q.argmax(1)
+        return Views(x_s, target, self.weights(conf, step)*valid, conf)
+
+# %% ../nbs/06_train.ipynb #56cbb78b
+PHTPS_VARIANTS = ('1w-ps', '1w-pt', '2w-p1', '1w-p2')
+TEACHERS = ('ema', 'copy')
+
+def masked_kl(p:torch.Tensor, # (B, C, H, W) target probabilities
+              logq:torch.Tensor, # (B, C, H, W) log-probabilities of the prediction
+              valid:torch.Tensor) -> torch.Tensor: # (B, H, W) bool
+    "Mean over the valid pixels of KL(p || q) (0 when no pixel is valid)."
+    kl = (p*(p.clamp_min(1e-12).log() - logq)).sum(1)
+    return (kl*valid).sum()/valid.sum().clamp_min(1)
+
+# %% ../nbs/06_train.ipynb #e93f5f9f
+@dataclass
+class PhTPSConfig:
+    variant: str = '1w-ps'  # see `PHTPS_VARIANTS`
+    teacher: str = 'ema'  # 'ema' (mean teacher) or 'copy' (the student's weights, no gradient)
+    lambda_u: float = 1.0
+    tps_sigma: float = 0.1  # std of the control points' displacements, a fraction of the image size
+    tps_points: int = 2  # control points per row and column
+    brightness: float = 0.25  # added to V, either way
+    saturation: str = '0.25,2'  # S factor range
+    hue: float = 0.1  # added to H, in turns, either way
+    value: str = '0.25,2'  # V factor range
+    permute: bool = True  # random order of the RGB channels
+
+    def __post_init__(self):
+        check_choice('variant', self.variant, PHTPS_VARIANTS); check_choice('teacher', self.teacher, TEACHERS)
+        if self.variant == '2w-p1' and self.teacher != 'copy': raise ParameterError("variant='2w-p1' trains both branches: it needs teacher='copy'")
+        if not self.lambda_u >= 0: raise ParameterError(f"lambda_u={self.lambda_u} must be >= 0")
+        if self.tps_sigma < 0 or self.brightness < 0 or self.hue < 0: raise ParameterError("tps_sigma, brightness and hue must be >= 0")
+        if self.tps_points < 2: raise ParameterError(f"tps_points={self.tps_points} must be >= 2")
+        parse_range('saturation', self.saturation); parse_range('value', self.value)
+
+class _KeepBNStatistics:
+    "Within the block, BatchNorm layers normalise with the batch's statistics but leave their running statistics as they are."
+    def __init__(self, net): self.bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    def __enter__(self):
+        self.saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in self.bns]
+        for m in self.bns: m.momentum = 0.
+    def __exit__(self, *exc):
+        for m, (mom, n) in zip(self.bns, self.saved):
+            m.momentum = mom
+            if n is not None: m.num_batches_tracked.copy_(n)
+
+# %% ../nbs/06_train.ipynb #01038f13
+class PhTPSConsistency(Method):
+    "One-way consistency under PhTPS perturbations (Grubišić et al.), in four variants."
+    Config = PhTPSConfig
+    domains = ('ssl',)
+    stats = ('loss_u', 'valid')
+
+    def perturb(self, x:torch.Tensor, g:torch.Generator) -> tuple:
+        "(T(x), the warp's sampling grid): the photometric jitter, then the thin-plate-spline warp."
+        c, (B, _, H, W) = self.config, x.shape
+        grid = tps_grid(B, H, W, g, x.device, shape=(c.tps_points, c.tps_points), sigma=c.tps_sigma, dtype=x.dtype)
+        xp = phtps_photometric(x, g, brightness=c.brightness, saturation=parse_range('saturation', c.saturation), hue=c.hue,
+                               value=parse_range('value', c.value), permute=c.permute)
+        return warp(xp, grid), grid
+
+    def teacher_probs(self, step:Step, x:torch.Tensor) -> torch.Tensor:
+        "The teacher's probabilities on `x` (no gradient)."
+        if self.config.teacher == 'ema': return step.teacher_probs(x)
+        with torch.no_grad(), _KeepBNStatistics(step.student): return step.student(x).float().softmax(1)
+
+    def unsupervised(self, step:Step) -> tuple:
+        x, g, v = step.x_u, step.generator, self.config.variant
+        logp = lambda inp: step.student_out(inp).logits.float().log_softmax(1)
+        if v == '1w-ps':
+            xs, grid = self.perturb(x, g)
+            target, pred, valid = warp(self.teacher_probs(step, x), grid), logp(xs), valid_mask(grid)
+        elif v == '1w-pt':
+            xt, grid = self.perturb(x, g)
+            target, pred, valid = self.teacher_probs(step, xt), warp(logp(x), grid), valid_mask(grid)
+        elif v == '2w-p1':
+            xs, grid = self.perturb(x, g)
+            target, pred, valid = warp(logp(x).exp(), grid), logp(xs), valid_mask(grid)
+        else:   # 1w-p2
+            x1, grid1 = self.perturb(x, g)
+            x2, grid2 = self.perturb(x1, g)
+            target, pred = warp(self.teacher_probs(step, x1), grid2), logp(x2)
+            valid = valid_mask(grid2) & warp(valid_mask(grid1), grid2)
+        loss = masked_kl(target, pred, valid)
+        return self.config.lambda_u*loss, dict(loss_u=loss.detach(), valid=valid.float().mean())
 
 # %% ../nbs/06_train.ipynb #31e71651
-METHODS = {
-    'supervised': None,  # no unsupervised term (with a source dataset: source-only)
-    'classmix': dict(mask='classmix'),  # the thesis's SSL method (with a source dataset: IntraMix)
-    'cutmix': dict(mask='cutmix'),
-    'cowmix': dict(mask='cowmix'),
-    'cutout': dict(mask='cutout'),
-    'cowout': dict(mask='cowout'),
-    'dacs': dict(cls=CrossDomainMix),  # InterMix: source classes pasted onto target images
-}
+@dataclass(frozen=True)
+class MethodSpec:
+    "A registered method: its class, the settings that make it this method, and a line of documentation."
+    cls: type
+    settings: dict
+    doc: str
+
+METHODS: dict = {}
+
+def register_method(name:str, cls:type, doc:str, **settings):
+    "Register method `name`: `cls` built with `settings` (fixed: a user cannot override them)."
+    METHODS[name] = MethodSpec(cls, settings, doc)
+
+register_method('supervised', Supervised, 'the supervised baseline (with a source domain: source-only)')
+register_method('classmix', MixConsistency, 'ClassMix (thesis §3.2; with a source domain: IntraMix)', mask='classmix')
+register_method('cutmix', MixConsistency, 'CutMix mean teacher (French et al.)', mask='cutmix')
+register_method('cowmix', MixConsistency, 'CowMix mean teacher (French et al.)', mask='cowmix')
+register_method('cutout', MixConsistency, 'CutOut consistency (French et al.)', mask='cutout')
+register_method('cowout', MixConsistency, 'CowOut consistency (French et al.)', mask='cowout')
+register_method('dacs', CrossDomainMix, 'DACS InterMix: source classes pasted onto target images (thesis §3.2)')
+register_method('ict', InterpolationConsistency, 'interpolation consistency (MixUp) mean teacher (French et al.)')
+register_method('augment', AugmentConsistency, 'standard-augmentation consistency (French et al.)')
+register_method('phtps', PhTPSConsistency, 'PhTPS one-way consistency (Grubišić et al.)')
+register_method('structured', StructuredConsistency, 'multi-box CutMix with structured consistency (Kim et al.)', mask='multibox')
+
+# %% ../nbs/06_train.ipynb #7c2dae45
+def _coerce(name:str, value, default):
+    "`value` (possibly a string from the CLI) as the type of `default`."
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool): return value
+        if str(value).lower() in ('true', '1', 'yes'): return True
+        if str(value).lower() in ('false', '0', 'no'): return False
+        raise ParameterError(f"{name}={value!r} must be true or false")
+    if kind in (int, float):
+        if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+            raise ParameterError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
+        try: return kind(value) if kind is float or not isinstance(value, str) else int(value)
+        except (TypeError, ValueError): raise ParameterError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
+    return str(value)
+
+def method_settings(name:str) -> dict:
+    "The settings a user may give method `name`, with their defaults."
+    spec = METHODS[check_choice('method', name, list(METHODS))]
+    return {f.name: f.default for f in fields(spec.cls.Config) if f.name not in spec.settings}
 
 def make_method(name:str, # a key of `METHODS`
-                **overrides): # `MixConsistency` fields (weighting, loss, tau, ...)
-    "The unsupervised term of method `name` (None for supervised training)."
-    spec = METHODS[check_choice('method', name, list(METHODS))]
-    if spec is None: return None
-    spec = dict(spec); cls = spec.pop('cls', MixConsistency)
-    known = {f.name for f in fields(cls)}
-    bad = [k for k in overrides if k not in known]
-    if bad: raise ParameterError(f"{bad[0]!r} is not a setting of method {name!r}; settings: {', '.join(sorted(known))}")
-    return cls(**{**spec, **overrides})
+                **settings) -> Method: # the method's settings (strings are converted), e.g. tau=0.9 or preset='french'
+    "Method `name` with `settings`, validated."
+    spec, known = METHODS[check_choice('method', name, list(METHODS))], method_settings(name)
+    fixed = [k for k in settings if k in spec.settings]
+    if fixed: raise ParameterError(f"{fixed[0]}={settings[fixed[0]]!r}: method {name!r} is defined by {fixed[0]}={spec.settings[fixed[0]]!r}")
+    bad = [k for k in settings if k not in known]
+    if bad: raise ParameterError(f"{bad[0]!r} is not a setting of method {name!r}; " + (f"its settings: {', '.join(known)}" if known else 'it has none'))
+    values = {k: _coerce(k, v, known[k]) for k, v in settings.items()}
+    if values.get('preset'): values = {**PRESETS[check_choice('preset', values['preset'], list(PRESETS))], **values}
+    m = spec.cls(spec.cls.Config(**spec.settings, **values))
+    m.name = name
+    return m
 
 # %% ../nbs/06_train.ipynb #f2d777d4
-@dataclass
-class StepContext:
-    "What a method sees of one training step."
-    iteration: int
-    x_l: torch.Tensor
-    y_l: torch.Tensor
-    x_u: torch.Tensor|None
-    student: nn.Module
-    mean_teacher: MeanTeacher
-    generator: torch.Generator
+BASE_STATS = ('loss', 'loss_l', 'lr')
 
-STATS = ('loss', 'loss_l', 'loss_u', 'confident', 'weight', 'lr')
-
-# %% ../nbs/06_train.ipynb #25623fd9
 class Trainer:
-    "Trains `model` on labeled batches, with an optional unsupervised `method` on unlabeled batches."
+    "Trains `model` on labeled batches with `method` (default: supervised), on unlabeled batches when it needs them."
     def __init__(self, model:nn.Module, # the student (on `device`)
                  labeled, # endless iterator of (images in [0, 1], labels) on `device`
                  unlabeled=None, # endless iterator of (images, _) for the method
-                 method=None, # e.g. `make_method('classmix')`; None trains supervised only
+                 method:Method|None=None, # e.g. `make_method('classmix')`; None: supervised
                  config:TrainConfig|None=None,
                  device='cpu',
                  checkpoint:Path|str|None=None, # where to save and resume from
                  progress:str|None='log', # 'bar' (tqdm), 'log' (a line every log_every steps) or None
-                 log_file:Path|str|None=None): # JSON lines: one row of statistics every log_every steps, as they come
-        self.model, self.labeled, self.unlabeled, self.method = model, labeled, unlabeled, method
+                 log_file:Path|str|None=None, # JSON lines: one row of statistics every log_every steps, as they come
+                 run:RunInfo|None=None): # what the method may know of the run (default: its length and classes)
         self.cfg, self.device = config or TrainConfig(), torch.device(device)
-        if method is not None and unlabeled is None: raise ParameterError("an unsupervised method needs unlabeled batches")
+        self.model, self.labeled, self.unlabeled = model, labeled, unlabeled
+        self.method = method if method is not None else make_method('supervised')
+        if self.method.unlabeled and unlabeled is None: raise ParameterError(f"method={self.method.name!r} needs unlabeled batches")
+        self.run = run or RunInfo(iterations=self.cfg.iterations, num_classes=getattr(model, 'num_classes', 0))
+        self.method.check(self.run); self.method.setup(self.run); self.method.to(self.device)
         self.checkpoint, self.progress = (Path(checkpoint) if checkpoint else None), check_choice('progress', progress, ('bar', 'log', None))
         self.log_file = Path(log_file) if log_file else None
-        self.mean_teacher = MeanTeacher(model, self.cfg.ema_alpha)
-        self.opt = torch.optim.SGD(param_groups(model, self.cfg.lr, self.cfg.classifier_lr_mult), lr=self.cfg.lr,
-                                   momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay)
+        self.mean_teacher = MeanTeacher(model, self.cfg.ema_alpha, self.method.ema_modules())
+        groups = param_groups(model, self.cfg.lr, self.cfg.classifier_lr_mult) + self.method.param_groups(self.cfg.lr)
+        self.opt = self.cfg.make_optimizer(groups)
         self.g = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-        self.stats = torch.full((self.cfg.iterations, len(STATS)), float('nan'), device=self.device)
+        self.stat_names = BASE_STATS + tuple(self.method.stats)
+        self.stats = torch.full((self.cfg.iterations, len(self.stat_names)), float('nan'), device=self.device)
         self.iteration, self.history, self.seconds, self._resumed = 0, [], 0., None
 
     @property
     def teacher(self): return self.mean_teacher.teacher
 
     def set_lr(self, k:int):
-        lr = self.cfg.lr*(1 - k/self.cfg.iterations)**self.cfg.poly_power
+        lr = self.cfg.lr_at(k)
         for g in self.opt.param_groups: g['lr'] = lr*g.get('lr_mult', 1.)
         return lr
 
-    def step(self, k:int):
-        "One training iteration."
-        lr = self.set_lr(k)
-        x_l, y_l = next(self.labeled)
-        loss_l = F.cross_entropy(self.model(x_l).float(), y_l, ignore_index=IGNORE_INDEX)
-        loss, extra = loss_l, {}
-        if self.method is not None:
-            x_u, _ = next(self.unlabeled)
-            ctx = StepContext(k, x_l, y_l, x_u, self.model, self.mean_teacher, self.g)
-            loss_u, extra = self.method(ctx)
-            loss = loss + loss_u
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.mean_teacher.update(k)
-        row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
-        self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in STATS])
+# %% ../nbs/06_train.ipynb #25623fd9
+@patch
+def step(self:Trainer, k:int):
+    "One training iteration."
+    lr = self.set_lr(k)
+    x_l, y_l = next(self.labeled)
+    out_l = network_output(self.model, x_l, self.method.features)
+    x_u = next(self.unlabeled)[0] if self.method.unlabeled else None
+    step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g)
+    loss_l = self.method.supervised_loss(step)
+    loss_u, extra = self.method.unsupervised(step)
+    loss = loss_l + loss_u
+    self.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    self.opt.step()
+    self.mean_teacher.update(k, self.method.ema_decay(step, self.mean_teacher))
+    row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
+    self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in self.stat_names])
 
 # %% ../nbs/06_train.ipynb #82ea2e5a
-def _rng_state(obj):
+def _state(obj):
     if obj is None or not hasattr(obj, 'state_dict'): return None
     return obj.state_dict()
+
+def _method_record(m:Method) -> dict: return dict(name=m.name, settings=m.settings())
 
 @patch
 @torch.no_grad()
 def save_checkpoint(self:Trainer):
     "Write the full training state to `self.checkpoint`, atomically."
     state = dict(iteration=self.iteration, student=self.model.state_dict(), teacher=self.teacher.state_dict(),
-                 optimizer=self.opt.state_dict(), generator=self.g.get_state(), torch_rng=torch.get_rng_state(),
-                 labeled=_rng_state(self.labeled), unlabeled=_rng_state(self.unlabeled), method_state=_rng_state(self.method),
-                 stats=self.stats.cpu(),
-                 history=self.history, seconds=self.seconds, config=asdict(self.cfg),
-                 method=None if self.method is None else asdict(self.method))
+                 teacher_heads=_state(self.mean_teacher.heads), optimizer=self.opt.state_dict(),
+                 generator=self.g.get_state(), torch_rng=torch.get_rng_state(),
+                 labeled=_state(self.labeled), unlabeled=_state(self.unlabeled), method_state=self.method.state_dict(),
+                 stats=self.stats.cpu(), stat_names=list(self.stat_names),
+                 history=self.history, seconds=self.seconds, config=asdict(self.cfg), method=_method_record(self.method))
     buf = io.BytesIO(); torch.save(state, buf)
     atomic_write(self.checkpoint, buf.getvalue())
 
@@ -344,12 +765,14 @@ def load_checkpoint(self:Trainer) -> bool:
     "Restore the training state from `self.checkpoint`; False if there is none."
     if not (self.checkpoint and self.checkpoint.is_file()): return False
     st = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-    if st['config'] != asdict(self.cfg) or st['method'] != (None if self.method is None else asdict(self.method)):
+    if st['config'] != asdict(self.cfg) or st['method'] != _method_record(self.method):
         raise ParameterError(f"{self.checkpoint}: checkpoint was written by a run with other settings; use another run folder or delete it")
     self.model.load_state_dict(st['student']); self.teacher.load_state_dict(st['teacher'])
+    self.method.load_state_dict(st['method_state'])
+    if self.mean_teacher.heads is not None: self.mean_teacher.heads.load_state_dict(st['teacher_heads'])
     self.opt.load_state_dict(st['optimizer']); self.g.set_state(st['generator'].cpu() if self.device.type == 'cpu' else st['generator'])
     torch.set_rng_state(st['torch_rng'].cpu())
-    for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled'), (self.method, 'method_state')):
+    for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled')):
         if st.get(key) is not None: src.load_state_dict(st[key])
     self.stats.copy_(st['stats']); self.iteration, self.history, self.seconds = st['iteration'], st['history'], st['seconds']
     return True
@@ -360,7 +783,7 @@ def _log_row(self:Trainer, k:int) -> dict:
     lo = self.history[-1]['iteration'] if self.history else 0
     block = self.stats[lo:k].cpu()
     row = dict(iteration=k, seconds=round(self.seconds, 2))
-    for i, s in enumerate(STATS):
+    for i, s in enumerate(self.stat_names):
         v = block[:, i]; v = v[~v.isnan()]
         if len(v): row[s] = float(v.mean())
     self.history.append(row)
@@ -385,7 +808,7 @@ def fit(self:Trainer):
     if self.progress == 'bar':
         from tqdm.auto import tqdm
         bar = tqdm(total=K, initial=self.iteration, desc='training', mininterval=1)
-    self.model.train()
+    self.model.train(); self.method.train()
     t0 = time.perf_counter() - self.seconds
     while self.iteration < K:
         self.step(self.iteration)
@@ -406,4 +829,4 @@ def fit(self:Trainer):
 @patch
 def per_iteration(self:Trainer, stat:str) -> list:
     "One statistic at every iteration so far (NaN where a step did not record it)."
-    return self.stats[:self.iteration, STATS.index(stat)].cpu().tolist()
+    return self.stats[:self.iteration, self.stat_names.index(check_choice('stat', stat, self.stat_names))].cpu().tolist()

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
-from .data import IGNORE_INDEX
+from .config import IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'overlay', 'legend_handles', 'show_grid', 'rolling_mean',

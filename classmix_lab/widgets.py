@@ -12,12 +12,11 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from fastcore.basics import patch
-from .config import ParameterError, check_choice, resolve_device
-from .data import IGNORE_INDEX, DatasetError
-try: from classmix_lab.datasets import DATASETS, get_dataset     # the dataset registry, wherever it lives
-except ImportError: from classmix_lab.data import DATASETS, get_dataset
+from .config import IGNORE_INDEX, ParameterError, check_choice, resolve_device
+from .data import DatasetError
+from .datasets import DATASETS, get_dataset
 from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas
-from .model import MODELS, get_model, read_state_dict, load_weights, strip_prefixes
+from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
 from .metrics import predict
 from .viz import colorize, to_image
 
@@ -39,30 +38,16 @@ def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dic
     if isinstance(checkpoint, str) and checkpoint in PRETRAINED:
         path, model = pretrained_path(checkpoint), model or PRETRAINED[checkpoint]['model']
         if not path.is_file(): raise ParameterError(f"checkpoint={checkpoint!r}: its weights file {path} is missing; make it with nbs/experiments/pretrain.ipynb")
-    else:
-        path = Path(checkpoint)
-        if path.is_dir():
-            cands = [path/'checkpoint.pt', path/'model.pt']
-            path = next((c for c in cands if c.is_file()), None)
-            if path is None: raise ParameterError(f"checkpoint={str(checkpoint)!r}: the folder has neither checkpoint.pt nor model.pt")
-        elif not path.is_file(): raise ParameterError(f"checkpoint={str(checkpoint)!r} does not exist")
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ParameterError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
-    what = f'{path.name}'
-    if isinstance(obj, dict) and isinstance(obj.get('teacher'), dict): state, what = obj['teacher'], f'teacher of {path}'
-    else:
-        state = read_state_dict(path); what = f'weights of {path}'
-        if isinstance(obj, dict) and isinstance(obj.get('model'), str): model = model or obj['model']
-    if model is None and (path.parent/'metrics.json').is_file():
-        import json
-        model = json.loads((path.parent/'metrics.json').read_text()).get('params', {}).get('model')
+        checkpoint = path
+    ck = load_checkpoint_file(checkpoint, teacher=True, name='checkpoint')
+    model = model or ck['model']
     names = [check_choice('model', model, list(MODELS))] if model else list(MODELS)
     for name in names:
         net = get_model(name, num_classes)
-        if _state_fits(net, state):
-            load_weights(net, state)
-            return net.to(device).eval(), f'{what} ({name})'
-    raise ParameterError(f"{path}: the weights fit none of {', '.join(names)} with {num_classes} classes")
+        if _state_fits(net, ck['state']):
+            load_weights(net, ck['state'])
+            return net.to(device).eval(), f"{ck['what']} ({name})"
+    raise ParameterError(f"{ck['path']}: the weights fit none of {', '.join(names)} with {num_classes} classes")
 
 # %% ../nbs/12_widgets.ipynb #1736494b
 KINDS = (*MASKS, 'mixup')  # what the explorer shows

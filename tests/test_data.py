@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from classmix_lab.config import ParameterError
-from classmix_lab.data import (DatasetError, LabelMap, SegDataset, IGNORE_INDEX, _pairs, labeled_split, save_split,
+from classmix_lab.config import IGNORE_INDEX, ParameterError
+from classmix_lab.data import (DatasetError, LabelMap, SegDataset, _pairs, labeled_split, save_split,
                                load_split, load_tensors, TensorBatches, labeled_count)
 from classmix_lab.datasets import get_dataset
 from classmix_lab.synthstreets import save_label_png, CLASSES, PALETTE

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from classmix_lab.config import ParameterError
-from classmix_lab.data import (DatasetError, IGNORE_INDEX, LoaderBatches, eval_batches, load_split, Compose, Resize,
+from classmix_lab.config import IGNORE_INDEX, ParameterError
+from classmix_lab.data import (DatasetError, LoaderBatches, eval_batches, load_split, Compose, Resize,
                                RandomScale, RandomCrop, RandomHFlip, labeled_split)
 from classmix_lab.datasets import (DATASETS, get_dataset, make_paper_splits, Cityscapes, VOC, GTA5, Synthia, CamVid,
                                    CITYSCAPES_CLASSES, CITYSCAPES_LABELS, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, to_cityscapes_ids)

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 def params(tmp_path, **kw):
-    return ExperimentParams(**{**TINY, 'labeled': '4', 'iterations': 6, 'batch_size': 4, 'batch_size_u': 4, 'log_every': 3,
+    return ExperimentParams.from_dict({**TINY, 'labeled': '4', 'iterations': 6, 'batch_size': 4, 'batch_size_u': 4, 'log_every': 3,
                                'out_dir': str(tmp_path/'run'), **kw})
 
 
@@ -46,7 +46,7 @@ def test_full_supervision_and_the_same_split_everywhere(tmp_path):
     (dict(dataset='kitti'), "dataset='kitti' is not one of: synthstreets"),
     (dict(labeled='25'), r"labeled=25 must be between 1 and 24 \(the images in synthstreets train\)"),
     (dict(out_dir='/proc/cannot/create'), "out_dir='/proc/cannot/create' cannot be created"),
-    (dict(batch_size_u=1), 'batch_size_u=1: mixing pastes image b onto b\\+1'),
+    (dict(batch_size_u=1), "batch_size_u=1: method='classmix' needs at least 2 unlabeled images per step"),
     (dict(init='/no/such/weights.pt'), "init='/no/such/weights.pt' is not one of: none, synthstreets-sim"),
     (dict(device='tpu'), "device='tpu' is not one of: auto, cpu, cuda"),
 ])
@@ -134,7 +134,7 @@ def da(tmp_path, **kw):
 @pytest.mark.parametrize('method, align', [('supervised', False), ('classmix', True), ('dacs', False)])
 def test_domain_adaptation_on_synthstreets(tmp_path, method, align):
     "Source-only, distribution-aligned IntraMix and InterMix: every source image labeled, every target image unlabeled."
-    m = run_experiment(da(tmp_path, method=method, align=align), progress=None).metrics
+    m = run_experiment(da(tmp_path, method=method, **({'align': True} if align else {})), progress=None).metrics
     assert m['n_labeled'] == 12 and m['n_unlabeled'] == (0 if method == 'supervised' else 24) and m['n_val'] == 8
     if align:
         from classmix_lab.datasets import get_dataset
@@ -160,14 +160,16 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
 
 
 @pytest.mark.parametrize('kw, msg', [
-    (dict(method='dacs', source=''), "method='dacs' mixes a source domain into the target: give source="),
+    (dict(method='dacs', source=''), "method='dacs' does not do semi-supervised learning .no source domain.; give source="),
     (dict(source='carla'), re.escape("source='carla' is not one of: synthstreets-sim, synthstreets-real, synthstreets-game, "
                                      "synthstreets-sim+real-camera, synthstreets-sim+real-layout, synthstreets-sim+real-look, "
                                      "synthstreets-game+real-camera, synthstreets-game+real-layout, synthstreets-game+real-look, gta5, synthia")),
     (dict(source='gta5'), "source='gta5' adapts to cityscapes, not dataset='synthstreets'"),
-    (dict(source='synthstreets-sim', method='cutout'), "method='cutout' is a semi-supervised method"),
-    (dict(cow_sigma='9,3'), r"cow_sigma='9,3': need 0 < lo <= hi"),
-    (dict(mask_p=1.5), r'mask_p=1.5 must be in \(0, 1\]'),
+    (dict(source='synthstreets-sim', method='cutout', labeled='all'), r"method='cutout' does not do domain adaptation \(a source domain\)"),
+    (dict(method='cowmix', sigma='9,3'), r"sigma='9,3' must be 'auto' or 'lo,hi' with 0 < lo <= hi"),
+    (dict(method='cutmix', p=1.5), r'p=1.5 must be in \(0, 1\]'),
+    (dict(method='classmix', lambda_u=-1), r'lambda_u=-1.0 must be >= 0'),
+    (dict(method='supervised', tau=0.9), r"unknown parameter 'tau' \(method='supervised' has no such setting\)"),
 ])
 def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
     with pytest.raises(ParameterError, match=msg):

@@ -1,6 +1,6 @@
 """The index's thesis-style tables: means and sample standard deviations over seeds, Deltas to the right baseline."""
 import re
-from classmix_lab.runner import thesis_tables
+from classmix_lab.index import thesis_tables
 
 
 def rec(label, labeled, seed, miou, method='classmix', n=None, baseline=None, iou=None):
@@ -63,7 +63,7 @@ def test_domain_adaptation_sweeps_use_the_table_5_2_layout():
 def test_recorded_runs_without_labels_keep_their_settings_apart(tmp_path):
     "Records made by the runner (no label given) of one method with different iterations are two rows, not one mean."
     import json
-    from classmix_lab.runner import record_for
+    from classmix_lab.index import record_for
     recs = []
     for its, seed, miou in ((0, 0, 30.), (1000, 0, 39.), (1000, 1, 41.)):
         d = tmp_path/f'run-{its}-{seed}'; d.mkdir()
@@ -77,14 +77,14 @@ def test_recorded_runs_without_labels_keep_their_settings_apart(tmp_path):
 
 
 def _add_records(reports_dir, worker, n):
-    from classmix_lab.runner import update_index
+    from classmix_lab.index import update_index
     for i in range(n): update_index(reports_dir, [dict(rec('ClassMix', '12', i, 30. + i), sweep=f'w{worker}', run=f'r{i}', template='experiment')])
 
 
 def test_sweeps_writing_one_index_at_once_keep_every_record(tmp_path):
     "Four processes merge records into the same index at the same time; none of them is lost."
     import multiprocessing as mp
-    from classmix_lab.runner import read_index
+    from classmix_lab.index import read_index
     ctx = mp.get_context('fork')
     procs = [ctx.Process(target=_add_records, args=(tmp_path, w, 6)) for w in range(4)]
     for p in procs: p.start()
@@ -96,7 +96,7 @@ def test_sweeps_writing_one_index_at_once_keep_every_record(tmp_path):
 def test_rebuilding_the_page_waits_for_a_sweep_that_is_merging(tmp_path):
     "`write_index_html()` (what `classmix-lab index` runs) reads index.json only once the lock is free."
     import threading, time
-    from classmix_lab.runner import update_index, write_index_html, _index_lock
+    from classmix_lab.index import update_index, write_index_html, _index_lock
     update_index(tmp_path, [dict(rec('ClassMix', '12', 0, 30.), template='experiment')])
     (tmp_path/'index.html').unlink()
     with _index_lock(tmp_path):

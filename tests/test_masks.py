@@ -3,9 +3,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from classmix_lab.config import ParameterError
+from classmix_lab.config import IGNORE_INDEX, ParameterError
 from classmix_lab.masks import classmix_masks, mix, paste_onto_next
-from classmix_lab.data import IGNORE_INDEX
 
 DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
 

@@ -1,4 +1,4 @@
-"""DeepLabv2 as thesis Table 3.1: structure, size, the four ASPP branches, true BatchNorm freezing, weight loading."""
+"""DeepLabv2 as thesis Table 3.1: structure, size, the four ASPP branches, true BatchNorm freezing, weight loading; SwiftNet-RN18."""
 import pytest
 import torch
 from classmix_lab.config import ParameterError
@@ -117,7 +117,7 @@ def test_loads_torchvision_imagenet_resnet101(tmp_path):
     assert torch.equal(v3.backbone.layer3[22].conv3.weight, tv['layer3.22.conv3.weight'])
 
 
-@pytest.mark.parametrize('name', ['deeplabv2-tiny', 'deeplabv3plus-r50'])
+@pytest.mark.parametrize('name', ['deeplabv2-tiny', 'deeplabv3plus-r50', 'swiftnet-rn18'])
 def test_model_contract(name):
     "Every registered architecture: logits at the input size, features, a backward pass, a 10x head, frozen BN for real."
     m = get_model(name, 7).train()
@@ -143,3 +143,106 @@ def test_deeplabv3plus_structure():
     assert [c[0].dilation[0] for c in m8.aspp.convs[1:]] == [12, 24, 36] and m8.backbone.layer3[0].conv2.stride == (1, 1)
     with pytest.raises(ParameterError, match='output_stride=32 is not one of: 8, 16'):
         get_model('deeplabv3plus-r50', 21, output_stride=32)
+
+
+# --- SwiftNet-RN18 -------------------------------------------------------------------------------------------------
+
+def _swiftnet_head(m):
+    return [*m.spp.parameters(), *m.upsample.parameters(), *m.classifier.parameters()]
+
+
+def test_swiftnet_odd_sizes_and_features():
+    "Logits at the input size for odd sizes (also a batch of one in eval mode); 128-channel features at stride 4."
+    m = get_model('swiftnet-rn18', 19).eval()
+    with torch.no_grad():
+        logits, feats = m(torch.rand(1, 3, 97, 131), return_features=True)
+        assert logits.shape == (1, 19, 97, 131) and feats.shape == (1, 128, 25, 33)
+        assert m(torch.rand(1, 3, 33, 47)).shape == (1, 19, 33, 47)
+    m.train()
+    logits, feats = m(torch.rand(2, 3, 64, 200), return_features=True)
+    assert logits.shape == (2, 19, 64, 200) and feats.shape == (2, 128, 16, 50)
+    assert m(torch.rand(1, 3, 64, 64)).shape == (1, 19, 64, 64)   # no 1x1 SPP grid: one image per batch trains too
+
+
+def test_swiftnet_structure():
+    "11.8 M parameters (the SwiftNet paper's); torchvision's ResNet-18 key names under backbone.; SPP 128 -> 3 x 42 -> 128; ladder at strides 16, 8, 4."
+    import torchvision
+    m = get_model('swiftnet-rn18', 19)
+    assert round(count_params(m)/1e6, 1) == 11.8 and count_params(m) == 11_797_071
+    tv = [k for k in torchvision.models.resnet18(weights=None).state_dict() if not k.startswith('fc.')]
+    assert [k[len('backbone.'):] for k in m.state_dict() if k.startswith('backbone.')] == tv
+    assert all(k.startswith(('backbone.', 'spp.', 'upsample.', 'classifier.')) for k in m.state_dict())
+    assert m.spp.bottleneck[2].out_channels == 128 and m.spp.grids == (8, 4, 2)
+    assert [lv[2].out_channels for lv in m.spp.levels] == [42]*3 and m.spp.fuse[2].in_channels == 254
+    assert [u.project[2].in_channels for u in m.upsample] == [256, 128, 64]
+    assert all(u.blend[2].kernel_size == (3, 3) and u.blend[2].out_channels == 128 for u in m.upsample)
+    assert m.classifier[2].kernel_size == (1, 1) and m.classifier[2].bias is not None and m.config['norm'] == 'imagenet'
+
+
+def test_swiftnet_param_groups_head_vs_backbone():
+    m = get_model('swiftnet-rn18', 19)
+    back, head = param_groups(m, 1e-3)
+    assert back['lr'] == 1e-3 and head['lr'] == pytest.approx(1e-2)
+    ids = lambda ps: {id(p) for p in ps}
+    assert ids(back['params']) == ids(m.backbone.parameters()) and ids(head['params']) == ids(_swiftnet_head(m))
+    f = get_model('swiftnet-rn18', 19, freeze_bn=True)   # frozen BatchNorm leaves both groups
+    nb = sum(p.numel() for mod in f.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
+    assert sum(p.numel() for g in param_groups(f, 1e-3) for p in g['params']) == count_params(f) - nb
+
+
+def test_swiftnet_loads_torchvision_resnet18(tmp_path):
+    "torchvision's resnet18 checkpoint (its key names, fc included) fills the whole backbone; the head stays as it is."
+    import torchvision
+    tv = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(tv, tmp_path/'resnet18.pth')
+    m = get_model('swiftnet-rn18', 19)
+    head_before = [p.clone() for p in _swiftnet_head(m)]
+    rep = load_weights(m, tmp_path/'resnet18.pth')
+    assert rep['backbone_coverage'] == 1.0 and rep['ignored'] == ['fc.weight', 'fc.bias'] and not rep['unexpected'] and not rep['warnings']
+    assert sorted(rep['missing']) == sorted(k for k in m.state_dict() if not k.startswith('backbone.'))
+    assert all(torch.equal(v, tv[k[len('backbone.'):]]) for k, v in m.state_dict().items() if k.startswith('backbone.'))
+    assert all(torch.equal(a, b) for a, b in zip(head_before, _swiftnet_head(m)))
+    src = get_model('swiftnet-rn18', 21).state_dict()   # a SwiftNet of another class count: all but the classifier's conv
+    rep = load_weights(m, src)
+    assert rep['backbone_coverage'] == 1.0 and rep['skipped'] == ['classifier.2.weight', 'classifier.2.bias']
+    with pytest.raises(ParameterError, match=r'of the backbone \(need 100%\)'):
+        load_weights(m, {k: v for k, v in tv.items() if not k.startswith('layer4.')})
+
+
+def test_swiftnet_frozen_batchnorm_keeps_running_stats():
+    m = get_model('swiftnet-rn18', 5, freeze_bn=True).train()
+    stats = {k: v.clone() for k, v in m.state_dict().items() if 'running' in k}
+    m(torch.rand(2, 3, 64, 96)).sum().backward()
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in stats.items())
+    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    assert not any(b.training for b in bns) and all(p.grad is None for b in bns for p in b.parameters())
+    assert m.classifier[2].weight.grad is not None and m.backbone.conv1.weight.grad is not None
+    m.set_freeze_bn(False).train()
+    m(torch.rand(2, 3, 64, 96))
+    assert not torch.equal(stats['backbone.bn1.running_mean'], m.backbone.bn1.running_mean)
+    assert not torch.equal(stats['spp.bottleneck.0.running_mean'], m.spp.bottleneck[0].running_mean)
+
+
+def test_swiftnet_eval_is_deterministic():
+    "Eval mode: the same logits on a second pass, and the same for an image alone as in a batch."
+    torch.manual_seed(0)
+    m = get_model('swiftnet-rn18', 7).eval()
+    x = torch.rand(2, 3, 65, 97)
+    with torch.no_grad():
+        a, b, one = m(x), m(x), m(x[1:])
+    assert torch.equal(a, b) and torch.allclose(a[1:], one, atol=1e-5)
+
+
+def test_model_benchmark_smoke(tmp_path):
+    "benchmarks/models.py runs at its smoke size and writes its JSON (the figures themselves are not checked here)."
+    import json, subprocess, sys
+    from conftest import ROOT
+    out = tmp_path/'models.json'
+    res = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'models.py'), '--smoke', '--models', 'swiftnet-rn18', 'deeplabv2-tiny',
+                          '--reference', 'deeplabv2-tiny', '--out', str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    d = json.loads(out.read_text())
+    assert d['smoke'] and d['sizes']['eval'] == [1, 3, 64, 128] and d['sizes']['train'] == [2, 3, 32, 64]
+    r = d['models']['swiftnet-rn18']
+    assert r['params'] == 11_797_071 and r['params'] == r['backbone_params'] + r['head_params']
+    assert r['eval']['median_ms'] > 0 and r['train']['median_ms'] > 0 and d['models']['deeplabv2-tiny']['eval_speedup_vs_reference'] == 1.0

@@ -4,7 +4,9 @@ import json, os, re, shutil
 from pathlib import Path
 import pytest
 from classmix_lab.config import load_settings, ParameterError
-from classmix_lab.runner import run_sweep, expand_grid, read_index, demo_runs, ablation_runs, dacs_runs, gap_runs, check_params, notebook_to_html, provenance
+from classmix_lab.runner import run_sweep, expand_grid, check_params, notebook_to_html, provenance
+from classmix_lab.index import read_index
+from classmix_lab.sweeps import demo_runs, ablation_runs, dacs_runs, gap_runs, french_runs
 from classmix_lab.synthstreets import GENERATOR_VERSION
 from classmix_lab.experiment import ExperimentParams, validate
 from conftest import TINY, _session_cache
@@ -134,7 +136,7 @@ def test_grids_and_bad_sweeps():
         dict(iterations=5, method='classmix', seed=0), dict(iterations=5, method='classmix', seed=1)]
     with pytest.raises(ParameterError, match="method='fixmatch' is not one of"):
         run_sweep('bad', [dict(SMALL, method='fixmatch')])
-    with pytest.raises(ParameterError, match="two runs named 'classmix_labeled-4'"):
+    with pytest.raises(ParameterError, match="two runs named 'classmix_labeled-4_[0-9a-f]{8}'"):
         run_sweep('bad', [dict(SMALL, method='classmix'), dict(SMALL, method='classmix')])
 
 
@@ -142,7 +144,7 @@ def test_demo_runs_are_valid_experiments(tmp_path):
     runs = demo_runs()
     assert [r['run'] for r in runs] == ['sim-pretrained', 'supervised', 'full-supervision', 'classmix']
     for r in runs:
-        validate(ExperimentParams(**{k: v for k, v in r.items() if k not in ('run', 'compare_with', 'label', 'baseline')}, out_dir=str(tmp_path)))
+        validate(ExperimentParams.from_dict({**{k: v for k, v in r.items() if k not in ('run', 'compare_with', 'label', 'baseline')}, 'out_dir': str(tmp_path)}))
     assert {r['labeled'] for r in runs if r['run'] != 'full-supervision'} == {'12'} and runs[2]['labeled'] == 'all'
     # every run but the one under test starts from the same weights with the same iterations and seed
     assert len({(r['init'], r['seed']) for r in runs}) == 1
@@ -151,7 +153,7 @@ def test_demo_runs_are_valid_experiments(tmp_path):
 
 def test_thesis_sweeps_are_valid_experiments(tmp_path):
     for runs in (ablation_runs(500, seeds=(0, 1)), dacs_runs(1000), dacs_runs(source='synthstreets-game'), gap_runs(3000, seeds=(0, 1)),
-                 gap_runs(source='synthstreets-game')):
+                 gap_runs(source='synthstreets-game'), french_runs(seeds=(0, 1))):
         names = [r['run'] for r in runs]
         assert len(set(names)) == len(names)
         for r in runs:
@@ -173,6 +175,11 @@ def test_thesis_sweeps_are_valid_experiments(tmp_path):
         'synthstreets-game', 'synthstreets-game+real-camera', 'synthstreets-game+real-layout', 'synthstreets-game+real-look', 'synthstreets-real']
     assert {r.get('baseline') for r in game.values()} == {None, 'Game'}
     assert all(r['source'] == 'synthstreets-game' for r in dacs_runs(source='synthstreets-game'))
+    fr = {r['label']: r for r in french_runs()}   # French et al. Table 1: their consistency settings on every consistency row
+    assert [fr[k]['method'] for k in ('Supervised baseline', 'Standard augmentation', 'ICT', 'CutOut', 'CutMix', 'CowOut', 'CowMix', 'Fully supervised')] == [
+        'supervised', 'augment', 'ict', 'cutout', 'cutmix', 'cowout', 'cowmix', 'supervised']
+    assert all(r.get('preset') == 'french' for k, r in fr.items() if r['method'] in ('cutout', 'cutmix', 'cowout', 'cowmix'))
+    assert fr['Fully supervised']['labeled'] == 'all' and fr['CowMix']['baseline'] == 'Supervised baseline'
     for bad in ('synthstreets-real', 'synthstreets-sim+real-look', 'gta5'):   # no gap to measure, or not a SynthStreets style
         with pytest.raises(ParameterError, match=re.escape(f"source='{bad}': the gap sweep measures a SynthStreets style's gap to real; use one of: synthstreets-sim, synthstreets-game")):
             gap_runs(source=bad)
@@ -211,7 +218,7 @@ def test_reports_show_their_figures_in_headless_chromium(sweep, tmp_path):
 def test_dataset_statistics_report(tmp_path, monkeypatch):
     "The dataset_stats template on a CamVid-layout tree: two splits side by side, figures embedded, listed in the index, not re-run."
     import dataset_trees as trees
-    from classmix_lab.runner import dataset_stats
+    from classmix_lab.sweeps import dataset_stats
     monkeypatch.setenv('CLASSMIX_LAB_CAMVID_ROOT', str(trees.camvid(tmp_path/'camvid', size=(36, 48))))
     index = dataset_stats([dict(dataset='camvid', compare='camvid', compare_split='val', grid_height=12, workers=1)])
     d = load_settings().reports_dir

@@ -5,6 +5,7 @@ import torch
 from classmix_lab.config import ParameterError
 from classmix_lab.data import TensorBatches
 from classmix_lab.model import get_model
+from training_helpers import Interrupt, StopAfter
 from classmix_lab.train import Trainer, TrainConfig, MeanTeacher, make_method, weight_map, MixConsistency
 
 
@@ -61,19 +62,6 @@ def test_mixing_needs_unlabeled_batches():
         Trainer(get_model('deeplabv2-tiny', 2, width=8), iter([]), None, make_method('classmix'), TrainConfig(iterations=1))
     with pytest.raises(ParameterError, match="weighting='cubic' is not one of"):
         MixConsistency(weighting='cubic')
-
-
-class Interrupt(Exception): pass
-
-class StopAfter:
-    "Wraps a batch source and raises after `n` batches (a run killed mid-way)."
-    def __init__(self, src, n): self.src, self.n = src, n
-    def __iter__(self): return self
-    def __next__(self):
-        if self.n == 0: raise Interrupt
-        self.n -= 1; return next(self.src)
-    def state_dict(self): return self.src.state_dict()
-    def load_state_dict(self, d): self.src.load_state_dict(d)
 
 
 @pytest.mark.parametrize('method', ['supervised', 'classmix'])

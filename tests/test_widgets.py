@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from classmix_lab.config import ParameterError
-from classmix_lab.data import IGNORE_INDEX, get_dataset
+from classmix_lab.config import IGNORE_INDEX, ParameterError
+from classmix_lab.datasets import get_dataset
 from classmix_lab.model import get_model
 from classmix_lab.masks import MASKS
 from classmix_lab.widgets import MaskExplorer, explore_masks, mask_example, load_teacher, KINDS

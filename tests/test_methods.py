@@ -1,0 +1,253 @@
+"""Every registered method against the protocol's contract, and each method's views on small cases."""
+import math
+from pathlib import Path
+import pytest
+import torch, torch.nn.functional as F
+from training_helpers import Interrupt, StopAfter
+from classmix_lab.config import ParameterError, IGNORE_INDEX
+from classmix_lab.data import TensorBatches
+from classmix_lab.model import get_model
+from classmix_lab.masks import paste_onto_next, mix
+from classmix_lab.train import (METHODS, Trainer, TrainConfig, RunInfo, Step, Output, make_method, method_settings,
+                                MixConsistency, CrossDomainMix)
+
+# every registered method with its defaults, and the settings that switch on state (alignment) or extra work
+VARIANTS = [(name, {}) for name in METHODS] + [('classmix', dict(align=True, strong_aug=True)),
+                                               ('cowmix', dict(preset='french')), ('dacs', dict(align=True)),
+                                               ('phtps', dict(variant='1w-pt')), ('phtps', dict(variant='2w-p1', teacher='copy')),
+                                               ('phtps', dict(variant='1w-p2', teacher='copy'))]
+IDS = [n + ''.join(f'-{k}={v}' for k, v in kw.items()) for n, kw in VARIANTS]
+
+
+def toy(n=12, seed=0, H=24, W=32, classes=3):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n, 1, 1), generator=g).expand(n, H, W).clone()
+    y[:, :, W//2:] = (y[:, :, W//2:] + 1) % classes
+    x = (y[:, None].float()/classes + 0.1*torch.rand(n, 3, H, W, generator=g)).clamp(0, 1)
+    return (x*255).to(torch.uint8), y.to(torch.uint8)
+
+
+def trainer(name, kw, iterations=6, checkpoint=None, every=0):
+    torch.manual_seed(0)
+    model = get_model('deeplabv2-tiny', 3, width=8)
+    x, y = toy()
+    method = make_method(name, **kw)
+    da = 'ssl' not in method.domains
+    lab = TensorBatches(x[:4], y[:4], 2, seed=0)
+    unl = TensorBatches(x[4:], None, 3, seed=1) if method.unlabeled else None
+    run = RunInfo(iterations=iterations, num_classes=3, source=da, batch_size=2, batch_size_u=3,
+                  class_distribution=lambda: (0.5, 0.3, 0.2))
+    return Trainer(model, lab, unl, method, TrainConfig(iterations=iterations, lr=0.01, log_every=2, checkpoint_every=every),
+                   checkpoint=checkpoint, progress=None, run=run)
+
+
+@pytest.mark.parametrize('name,kw', VARIANTS, ids=IDS)
+def test_method_contract(name, kw, tmp_path):
+    tr = trainer(name, kw)
+    own = [p for p in tr.method.parameters() if p.requires_grad]
+    in_opt = {id(p) for g in tr.opt.param_groups for p in g['params']}
+    assert all(id(p) in in_opt for p in own), 'the optimiser holds the method parameters'
+    before = [p.detach().clone() for p in tr.model.parameters()]
+    tr.step(0)
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in own), 'gradients reach the method parameters'
+    assert any(not torch.equal(a, p) for a, p in zip(before, tr.model.parameters())), 'the student moved'
+    tr.iteration = 1; hist = tr.fit()
+    assert all(math.isfinite(h['loss']) for h in hist)
+    assert set(tr.method.stats) <= set(hist[-1]), 'every declared statistic is recorded'
+    # a run killed after its checkpoint and started again ends with the same weights as an uninterrupted one
+    ref = trainer(name, kw); ref.fit()
+    ck = tmp_path/'c.pt'
+    first = trainer(name, kw, checkpoint=ck, every=2)
+    first.labeled = StopAfter(first.labeled, 5)          # dies in step 6 of 6, after the checkpoint at 4
+    with pytest.raises(Interrupt): first.fit()
+    assert torch.load(ck, weights_only=True)['iteration'] == 4
+    second = trainer(name, kw, checkpoint=ck, every=2); second.fit()
+    for part in ('model', 'method'):
+        for (k, a), b in zip(getattr(ref, part).state_dict().items(), getattr(second, part).state_dict().values()):
+            assert torch.equal(a, b), (part, k)
+    for a, b in zip(ref.teacher.state_dict().values(), second.teacher.state_dict().values()): assert torch.equal(a, b)
+
+
+def test_every_method_setting_is_documented_and_distinct_from_experiment_parameters():
+    from dataclasses import fields
+    from classmix_lab.experiment import ExperimentParams
+    exp = {f.name for f in fields(ExperimentParams)}
+    for name, spec in METHODS.items():
+        assert spec.doc
+        assert not (set(method_settings(name)) & exp), f'{name}: a setting shadows an experiment parameter'
+
+
+class Teacher:
+    "A stand-in mean teacher whose network predicts class `y` with confidence `conf` (a number or a (B, H, W) tensor)."
+    def __init__(self, y, classes=3, conf=0.99):
+        c = torch.as_tensor(conf, dtype=torch.float32)
+        logit = torch.log(c*(classes - 1)/(1 - c))
+        self.teacher = lambda x: F.one_hot(y, classes).permute(0, 3, 1, 2).float()*(logit if logit.dim() == 0 else logit[:, None])
+
+
+def _views(m, st):
+    "The views method `m` builds for step `st` (its teacher's probabilities computed first, as in training)."
+    return m.views(st, m.teacher_view(st))
+
+
+def step_for(x_u, y_teacher, x_l=None, y_l=None, conf=0.99):
+    return Step(10, 100, x_l, y_l, None, x_u, None, Teacher(y_teacher, conf=conf), torch.Generator().manual_seed(0))
+
+
+@pytest.mark.parametrize('name', ['classmix', 'cutmix', 'cowmix', 'structured'])
+def test_image_target_and_weight_are_mixed_with_the_same_mask(name):
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 3, 16, 16, generator=g); y = torch.randint(0, 3, (4, 16, 16), generator=g)
+    m = make_method(name, weighting='pixelwise')
+    conf = torch.where(torch.rand(4, 16, 16, generator=g) < 0.5, 0.99, 0.6)
+    v = _views(m, step_for(x, y, conf=conf))
+    assert v.mask.any() and (~v.mask).any()
+    assert torch.equal(v.x, paste_onto_next(v.mask, x))
+    hard = v.target.argmax(1) if v.target.is_floating_point() else v.target      # soft targets (structured): their classes
+    assert torch.equal(hard, paste_onto_next(v.mask, y))
+    assert torch.equal(v.weight, paste_onto_next(v.mask, (conf > 0.968).float()))
+
+
+@pytest.mark.parametrize('name', ['cutout', 'cowout'])
+def test_erased_pixels_drop_out_of_the_loss(name):
+    x = torch.rand(4, 3, 16, 16); y = torch.randint(0, 3, (4, 16, 16))
+    v = _views(make_method(name), step_for(x, y))
+    assert v.mask.any()
+    assert (v.weight[v.mask] == 0).all() and (v.weight[~v.mask] > 0).all()
+    fill = x.mean((0, 2, 3))
+    assert torch.allclose(v.x.permute(0, 2, 3, 1)[v.mask], fill.expand(int(v.mask.sum()), 3))
+    assert torch.equal(v.x.permute(0, 2, 3, 1)[~v.mask], x.permute(0, 2, 3, 1)[~v.mask])
+
+
+def test_dacs_weighs_source_pixels_one_keeps_ignore_out_and_cycles_sources():
+    g = torch.Generator().manual_seed(2)
+    x_l = torch.rand(2, 3, 16, 16, generator=g); y_l = torch.randint(0, 3, (2, 16, 16), generator=g)
+    y_l[:, :4] = IGNORE_INDEX                                   # unlabeled rows of the source labels
+    x_u = torch.rand(5, 3, 16, 16, generator=g); y_t = torch.randint(0, 3, (5, 16, 16), generator=g)
+    m = make_method('dacs')
+    v = _views(m, step_for(x_u, y_t, x_l, y_l, conf=0.5))         # no confident target pixel: target weight 0
+    src = torch.arange(5) % 2                                   # 5 target images, 2 sources: 0, 1, 0, 1, 0
+    assert torch.equal(v.x, mix(v.mask, x_l[src], x_u)) and torch.equal(v.target, mix(v.mask, y_l[src], y_t))
+    assert torch.equal(v.weight, v.mask.float())                # source pixels weigh 1, unconfident target pixels 0
+    assert v.mask.any() and not (v.mask & (y_l[src] == IGNORE_INDEX)).any(), 'no ignored source pixel is pasted'
+    assert (v.target != IGNORE_INDEX).all()
+    # a mask that does cover ignored source pixels (a user's mask kind): those pixels give no loss and no gradient
+    M = torch.zeros(5, 16, 16, dtype=torch.bool); M[:, :8] = True
+    target = mix(M, y_l[src], y_t)
+    logits = torch.randn(5, 3, 16, 16, requires_grad=True)
+    from classmix_lab.train import pixel_loss
+    (pixel_loss('ce', logits, target)*torch.where(M, 1., 0.5)).sum().backward()
+    ignored = M & (y_l[src] == IGNORE_INDEX)
+    assert ignored.any() and (logits.grad.permute(0, 2, 3, 1)[ignored] == 0).all()
+    assert (logits.grad.permute(0, 2, 3, 1)[~ignored] != 0).any(dim=-1).all()
+
+
+def test_ict_blends_images_and_teacher_predictions_with_one_lambda_per_image():
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(4, 3, 8, 8, generator=g); y = torch.randint(0, 3, (4, 8, 8), generator=g)
+    m = make_method('ict', alpha=1.0)
+    st = step_for(x, y)
+    v = _views(m, st)
+    p = st.teacher_probs(x)
+    lam = ((v.x - x.roll(-1, 0))/(x - x.roll(-1, 0))).flatten(1).median(1).values   # recover each image's lambda
+    assert not torch.allclose(lam, lam[:1].expand(4), atol=1e-3), 'lambda differs between images'
+    l = lam.view(4, 1, 1, 1)
+    assert torch.allclose(v.target, l*p + (1 - l)*p.roll(-1, 0), atol=1e-4)
+
+
+def test_augment_without_perturbation_is_the_identity_and_warped_pixels_outside_are_dropped():
+    x = torch.rand(3, 3, 16, 16); y = torch.randint(0, 3, (3, 16, 16))
+    ident = make_method('augment', flip=0, translate=0, scale='1,1', brightness=0, contrast='1,1')
+    st = step_for(x, y)
+    v = _views(ident, st)
+    assert torch.allclose(v.x, x, atol=1e-5) and torch.allclose(v.target, st.teacher_probs(x), atol=1e-5)
+    assert (v.weight == v.weight[0, 0, 0]).all()
+    shifted = make_method('augment', flip=0, translate=0.25, scale='1,1', brightness=0, contrast='1,1', weighting='constant')
+    v = _views(shifted, step_for(x, y))
+    assert (v.weight == 0).any() and (v.weight == 1).any(), 'pixels brought in from outside the image carry no weight'
+
+
+def test_bad_settings_are_one_line_naming_the_setting():
+    with pytest.raises(ParameterError, match="'mask_p' is not a setting of method 'classmix'; its settings: weighting"):
+        make_method('classmix', mask_p=0.5)
+    with pytest.raises(ParameterError, match="tau='high' must be a number"):
+        make_method('cutmix', tau='high')
+    with pytest.raises(ParameterError, match="preset='fr' is not one of: french"):
+        make_method('cutmix', preset='fr')
+    with pytest.raises(ParameterError, match='needs unlabeled batches'):
+        Trainer(get_model('deeplabv2-tiny', 2, width=8), iter([]), None, make_method('classmix'), TrainConfig(iterations=1))
+
+
+def test_a_method_with_its_own_head_trains_resumes_and_is_averaged_by_the_teacher(monkeypatch, tmp_path):
+    import torch.nn as nn
+    from classmix_lab.train import Method, MethodSpec
+
+    class Aux(Method):
+        "An auxiliary classifier on the labeled forward's features (no second forward), its EMA in the teacher."
+        features, unlabeled, stats = True, False, ('loss_aux', 'decay')
+        def __init__(self, config=None, **kw):
+            super().__init__(config, **kw)
+            self.head = nn.Conv2d(256, 3, 1)
+        def ema_modules(self): return self.head
+        def ema_decay(self, step, teacher): return 0.9 + 0.1*step.progress      # rises towards 1 over the run
+        def unsupervised(self, step):
+            f = step.out_l.features
+            y = F.interpolate(step.y_l[:, None].float(), size=f.shape[-2:], mode='nearest')[:, 0].long()
+            loss = F.cross_entropy(self.head(f), y, ignore_index=IGNORE_INDEX)
+            return 0.1*loss, dict(loss_aux=loss.detach(), decay=torch.tensor(0.9 + 0.1*step.progress))
+
+    monkeypatch.setitem(METHODS, 'aux', MethodSpec(Aux, {}, 'an auxiliary head (test)'))
+    calls = []
+    tr = trainer('aux', {})
+    forward = tr.model.forward
+    tr.model.forward = lambda *a, **k: calls.append(k) or forward(*a, **k)
+    tr.step(0)
+    assert calls == [dict(return_features=True)], 'one labeled forward, with features'
+    assert tr.method.head.weight.grad is not None and any(p is tr.method.head.weight for g in tr.opt.param_groups for p in g['params'])
+    tr.model.forward = forward
+    w0 = tr.mean_teacher.heads.weight.clone()
+    tr.iteration = 1; hist = tr.fit()
+    assert not torch.equal(tr.mean_teacher.heads.weight, w0) and not torch.equal(tr.mean_teacher.heads.weight, tr.method.head.weight)
+    assert hist[-1]['decay'] == pytest.approx(0.9 + 0.1*4.5/6) and 'loss_aux' in hist[-1]
+    ref = trainer('aux', {}); ref.fit()
+    ck = tmp_path/'c.pt'
+    first = trainer('aux', {}, checkpoint=ck, every=2); first.labeled = StopAfter(first.labeled, 5)
+    with pytest.raises(Interrupt): first.fit()
+    second = trainer('aux', {}, checkpoint=ck, every=2); second.fit()
+    assert torch.equal(ref.method.head.weight, second.method.head.weight)
+    assert torch.equal(ref.mean_teacher.heads.weight, second.mean_teacher.heads.weight)
+
+
+@pytest.mark.slow
+def test_method_settings_given_flat_to_a_sweep_reach_the_run_and_its_report():
+    "A setting given beside the parameters (as the CLI and the named sweeps give them) is the setting the run trains with."
+    import json
+    from conftest import TINY
+    from classmix_lab.config import load_settings
+    from classmix_lab.runner import run_sweep
+    small = dict(TINY, labeled='4', iterations=2, batch_size=2, batch_size_u=2, log_every=1, workers=0)
+    rec = run_sweep('flat', [dict(small, run='cowmix', method='cowmix', preset='french', sigma='2:4', lambda_u=3)], stream=False)[0]
+    assert rec['status'] == 'ok', rec['error']
+    s = load_settings()
+    m = json.loads((Path(s.runs_dir)/'flat'/'cowmix'/'metrics.json').read_text())
+    assert m['params']['method_args'] == dict(preset='french', sigma='2:4', lambda_u=3)
+    assert (m['method_settings']['loss'], m['method_settings']['lambda_u'], m['method_settings']['sigma']) == ('mse', 3., '2:4')
+    assert (rec['params']['loss'], rec['params']['tau']) == ('mse', 0.97)   # the index shows the settings, defaults included
+    page = (Path(s.reports_dir)/rec['report']).read_text()
+    assert '<td>loss</td><td>mse</td>' in page and '<td>preset</td><td>french</td>' in page
+
+
+@pytest.mark.parametrize('variant', ['1w-ps', '1w-pt', '2w-p1', '1w-p2'])
+def test_phtps_without_perturbation_is_zero_and_with_it_counts_only_valid_pixels(variant):
+    torch.manual_seed(0)
+    model = get_model('deeplabv2-tiny', 3, width=8).train()
+    x = torch.rand(2, 3, 24, 32)
+    st = Step(0, 10, None, None, None, x, model, None, torch.Generator().manual_seed(0))
+    still = make_method('phtps', variant=variant, teacher='copy', tps_sigma=0, brightness=0, saturation='1,1', hue=0, value='1,1', permute=False)
+    loss, stats = still.unsupervised(st)
+    assert loss.item() == pytest.approx(0, abs=1e-5) and stats['valid'].item() == 1
+    moved = make_method('phtps', variant=variant, teacher='copy', tps_sigma=0.3)
+    loss, stats = moved.unsupervised(Step(0, 10, None, None, None, x, model, None, torch.Generator().manual_seed(1)))
+    assert loss.item() > 0 and 0 < stats['valid'].item() < 1, 'a strong warp leaves some pixels without a teacher prediction'
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
