@@ -6,7 +6,9 @@ Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
 # %% ../nbs/09_runner.ipynb #a7e634f7
 from __future__ import annotations
-import functools, hashlib, itertools, json, logging, os, re, time
+import contextlib, functools, hashlib, itertools, json, logging, os, re, time
+try: import fcntl
+except ImportError: fcntl = None   # Windows: no run-folder lock
 from dataclasses import asdict
 from pathlib import Path
 from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
@@ -16,7 +18,8 @@ from .index import record_for, update_index, read_index
 
 # %% auto #0
 __all__ = ['templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html', 'execute_notebook',
-           'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint', 'provenance', 'run_sweep']
+           'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint', 'provenance',
+           'lock_run_folders', 'run_sweep']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -226,6 +229,22 @@ def _provenance_diff(old:dict|None, now:dict) -> str:
     if old is None: return 'no provenance recorded'
     return ', '.join(f"{k} {str(old.get(k))[:12]} -> {str(now.get(k))[:12]}" for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k))
 
+# %% ../nbs/09_runner.ipynb #39e7f1c1
+@contextlib.contextmanager
+def lock_run_folders(folders):
+    "Hold an exclusive lock on each run folder for the block; `ParameterError` naming the holder if another process has one."
+    with contextlib.ExitStack() as stack:
+        for d in folders:
+            d = Path(d); d.mkdir(parents=True, exist_ok=True)
+            f = stack.enter_context(open(d/'.run.lock', 'a+'))
+            if fcntl is not None:
+                try: fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    f.seek(0); pid = f.read().strip() or 'unknown'
+                    raise ParameterError(f"{d} is in use by process {pid} (a run of it is going on): wait for it to end or stop it") from None
+                f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
+        yield
+
 # %% ../nbs/09_runner.ipynb #251233b2
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name) and 'template'
@@ -251,52 +270,53 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     names = [n for n, _, _ in plan]
     if len(set(names)) != len(names): raise ParameterError(f"sweep {sweep!r} has two runs named {next(n for n in names if names.count(n) > 1)!r}; give them 'run' names")
     dirs = {n: p['out_dir'] for n, _, p in plan}
-    records, t_sweep = [], time.time()
-    before = {r['run']: r for r in read_index(Path(s.reports_dir)) if r.get('sweep') == sweep}
-    had_ok = lambda n, p: (reports_dir/f'{n}.html').is_file() and (before.get(n, {}).get('status') == 'ok' or (Path(p['out_dir'])/'metrics.json').is_file())
-    update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
-                                                  reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
-                                       if not had_ok(n, p)])   # a finished run keeps its record until another run of it finishes
-    for i, (name, tpl, params) in enumerate(plan, 1):
-        run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
-        run_dir.mkdir(parents=True, exist_ok=True)
-        params['compare_with'] = [dirs.get(c, c) for c in params.get('compare_with', [])]
-        shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
-        print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
-        t0, skipped = time.time(), False
-        prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
-        changed = recorded != prov
-        finished = report.is_file() and _same_params(run_dir, shown, tpl)
-        if not force and finished and not changed:
-            print("    already finished: skipped (force=True runs it again)", flush=True)
-            status, error, skipped = 'ok', None, True
-        else:
-            if finished and changed and not force: print(f"    finished, but {_provenance_diff(recorded, prov)}: runs again", flush=True)
-            restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
-            if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
-                (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
-                print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
-            keep = had_ok(name, params)   # a finished run's results: replaced only by a run that finishes
-            saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
-            atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
-            stem = Path(tpl).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
-            mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
-            m0 = mtime()
-            status, error = execute_notebook(template_path(tpl), params, attempt, stream=stream, cwd=run_dir)
-            if status == 'ok' and tpl == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
-            if status != 'ok' and keep:
-                for f, data in saved.items(): atomic_write(run_dir/f, data)
-                if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', reports_dir/f'{name}.failed.html')
-                print(f"    failed: {error}\n    the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}", flush=True)
-                rec = record_for(sweep, name, tpl, shown, status, error, run_dir, reports_dir/f'{name}.failed.html', Path(s.reports_dir), time.time() - t0, *labels[name])
-                records.append(rec)
-                continue
-            if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
-        rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
-        if rec['status'] == 'ok' and tpl == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
-        records.append(rec)
-        update_index(Path(s.reports_dir), [rec])
-        summary = f"mIoU {rec['miou']:.1f}" if rec.get('miou') is not None else (rec['error'] or rec['status'])
-        print(f"    {status}: {summary} ({time.time() - t0:.0f} s)", flush=True)
-    print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
-    return records
+    with lock_run_folders(dirs.values()):   # one process per run folder at a time
+        records, t_sweep = [], time.time()
+        before = {r['run']: r for r in read_index(Path(s.reports_dir)) if r.get('sweep') == sweep}
+        had_ok = lambda n, p: (reports_dir/f'{n}.html').is_file() and (before.get(n, {}).get('status') == 'ok' or (Path(p['out_dir'])/'metrics.json').is_file())
+        update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
+                                                      reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
+                                           if not had_ok(n, p)])   # a finished run keeps its record until another run of it finishes
+        for i, (name, tpl, params) in enumerate(plan, 1):
+            run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
+            run_dir.mkdir(parents=True, exist_ok=True)
+            params['compare_with'] = [dirs.get(c, c) for c in params.get('compare_with', [])]
+            shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
+            print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
+            t0, skipped = time.time(), False
+            prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
+            changed = recorded != prov
+            finished = report.is_file() and _same_params(run_dir, shown, tpl)
+            if not force and finished and not changed:
+                print("    already finished: skipped (force=True runs it again)", flush=True)
+                status, error, skipped = 'ok', None, True
+            else:
+                if finished and changed and not force: print(f"    finished, but {_provenance_diff(recorded, prov)}: runs again", flush=True)
+                restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
+                if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
+                    (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
+                    print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
+                keep = had_ok(name, params)   # a finished run's results: replaced only by a run that finishes
+                saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
+                atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
+                stem = Path(tpl).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
+                mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
+                m0 = mtime()
+                status, error = execute_notebook(template_path(tpl), params, attempt, stream=stream, cwd=run_dir)
+                if status == 'ok' and tpl == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
+                if status != 'ok' and keep:
+                    for f, data in saved.items(): atomic_write(run_dir/f, data)
+                    if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', reports_dir/f'{name}.failed.html')
+                    print(f"    failed: {error}\n    the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}", flush=True)
+                    rec = record_for(sweep, name, tpl, shown, status, error, run_dir, reports_dir/f'{name}.failed.html', Path(s.reports_dir), time.time() - t0, *labels[name])
+                    records.append(rec)
+                    continue
+                if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
+            rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
+            if rec['status'] == 'ok' and tpl == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
+            records.append(rec)
+            update_index(Path(s.reports_dir), [rec])
+            summary = f"mIoU {rec['miou']:.1f}" if rec.get('miou') is not None else (rec['error'] or rec['status'])
+            print(f"    {status}: {summary} ({time.time() - t0:.0f} s)", flush=True)
+        print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
+        return records

@@ -175,3 +175,24 @@ def test_stats_and_pretrain_exit_statuses_tell_what_went_wrong(lab_dirs, monkeyp
     assert main(['pretrain', 'iterations']) == 2
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1] == "classmix-lab: error: 'iterations' is not key=value"
+
+
+def test_a_run_started_twice_at_once_is_refused_naming_the_holder(lab_dirs, capsys):
+    "The second start of a run whose folder another process holds says which process, and exits with 2; nothing is written."
+    import subprocess, sys, time
+    run_dir = lab_dirs/'runs'/'twice'/'r'
+    holder = subprocess.Popen([sys.executable, '-c', f"""
+import time
+from classmix_lab.runner import lock_run_folders
+with lock_run_folders([{str(run_dir)!r}]):
+    print('held', flush=True); time.sleep(60)
+"""], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == 'held'
+        rc = main(['run', 'method=supervised', 'iterations=0', 'workers=0', '--sweep', 'twice', '--name', 'r'])
+        err = capsys.readouterr().err
+        assert rc == 2 and f"is in use by process {holder.pid}" in err and len(err.strip().splitlines()) == 1
+        assert sorted(p.name for p in run_dir.iterdir()) == ['.run.lock'] and not (lab_dirs/'reports'/'index.json').exists()
+    finally:
+        holder.kill(); holder.wait()
+    assert main(['run', 'method=supervised', 'iterations=0', 'workers=0', '--sweep', 'twice', '--name', 'r'] + [f'{k}={v}' for k, v in T.items() if k != 'iterations']) == 0
