@@ -115,10 +115,14 @@ def atomic_write(path:Path|str, # destination
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    with open(tmp, 'wb') as fh:
-        fh.write(data.encode() if isinstance(data, str) else data)
-        fh.flush(); os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, 'wb') as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush(); os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as e:   # a full disk, a quota: the old file stays whole, the partial one goes
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, f"cannot write {path} ({e.strerror or e}); " + ("its previous version is kept" if path.exists() else "nothing was written")) from None
     return path
 
 # %% ../nbs/00_config.ipynb #f055f7f8

@@ -196,3 +196,26 @@ with lock_run_folders([{str(run_dir)!r}]):
     finally:
         holder.kill(); holder.wait()
     assert main(['run', 'method=supervised', 'iterations=0', 'workers=0', '--sweep', 'twice', '--name', 'r'] + [f'{k}={v}' for k, v in T.items() if k != 'iterations']) == 0
+
+
+def test_a_full_disk_while_a_checkpoint_is_written_keeps_the_previous_one(tmp_path):
+    "The disk fills while step 4's checkpoint is written: the error names the file, step 2's checkpoint is whole and resumable."
+    import errno, unittest.mock, torch
+    from classmix_lab.data import TensorBatches
+    from classmix_lab.model import get_model
+    from classmix_lab.train import Trainer, TrainConfig
+    def trainer():
+        torch.manual_seed(0)
+        x, y = torch.randint(0, 255, (4, 3, 16, 16), dtype=torch.uint8), torch.randint(0, 2, (4, 16, 16), dtype=torch.uint8)
+        return Trainer(get_model('deeplabv2-tiny', 2, width=8), TensorBatches(x, y, 2, seed=0), config=TrainConfig(iterations=4, lr=0.01, checkpoint_every=2),
+                       checkpoint=tmp_path/'checkpoint.pt', progress=None)
+    real, calls = os.fsync, []
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2: raise OSError(errno.ENOSPC, 'No space left on device')
+        return real(fd)
+    with unittest.mock.patch('os.fsync', fsync), pytest.raises(OSError, match=r"checkpoint.pt \(No space left on device\); its previous version is kept"):
+        trainer().fit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['checkpoint.pt']
+    assert torch.load(tmp_path/'checkpoint.pt', weights_only=True)['iteration'] == 2
+    again = trainer(); again.fit(); assert again.iteration == 4
