@@ -74,6 +74,11 @@ class ExperimentParams:
         flat = {k: v for k, v in d.items() if k not in known}
         return cls(**{k: v for k, v in d.items() if k in known and k != 'method_args'}, method_args={**args, **flat})
 
+    @classmethod
+    def canonical(cls, d:dict) -> dict:
+        "The full parameters a dict of given ones means (every field, the method's settings in `method_args`), as a dict."
+        return asdict(cls.from_dict({k: v for k, v in d.items() if k not in ('compare_with', 'run', 'label', 'baseline')}))
+
     def flat(self) -> dict:
         "The parameters with the method's settings flat beside them, its defaults included (what reports show)."
         d = {k: v for k, v in asdict(self).items() if k != 'method_args'}

@@ -56,7 +56,8 @@ def _absolute_paths(params:dict) -> dict:
     checkpoint) made absolute: the notebook's kernel runs in the run folder, where they would mean something else."""
     p = dict(params)
     if p.get('out_dir'): p['out_dir'] = str(Path(str(p['out_dir'])).expanduser().resolve())
-    if 'labeled' in p and split_file(p['labeled']) is not None: p['labeled'] = str(split_file(p['labeled']))
+    f = split_file(p['labeled']) if 'labeled' in p else None
+    if f is not None: p['labeled'] = str(f)
     init = p.get('init')
     if isinstance(init, str) and init not in ('none', *PRETRAINED) and Path(init).expanduser().exists(): p['init'] = str(Path(init).expanduser().resolve())
     return p
@@ -165,7 +166,7 @@ def default_run_name(params:dict, template:str='experiment') -> str:
     canonical form, so that runs with different parameters never share a folder."""
     readable = run_name(params)
     if template == 'experiment':
-        canon = asdict(ExperimentParams.from_dict({k: v for k, v in params.items() if k not in ('compare_with', 'run', 'label', 'baseline')}))
+        canon = ExperimentParams.canonical(params)
         defaults, readable = asdict(ExperimentParams()), readable or canon['method']
     else:
         canon, defaults = dict(params), template_parameters(template)
@@ -186,7 +187,7 @@ def _same_params(run_dir:Path, params:dict, template:str='experiment') -> bool:
         raise ParameterError(f"{f}: not a valid metrics file ({getattr(e, 'msg', 'not an object')}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''}); "
                              "move it away to run this run again") from None
     if template != 'experiment': return all(old.get(k) == v for k, v in params.items() if k not in _RUN_ONLY)
-    canon = lambda d: {k: v for k, v in asdict(ExperimentParams.from_dict({k: v for k, v in d.items() if k != 'compare_with'})).items() if k not in _RUN_ONLY}
+    canon = lambda d: {k: v for k, v in ExperimentParams.canonical(d).items() if k not in _RUN_ONLY}
     try: return canon(old) == canon(params)
     except ParameterError: return False   # a run of an older lab, whose parameters are no longer valid
 
