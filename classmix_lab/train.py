@@ -16,7 +16,7 @@ from .config import ParameterError, check_choice, atomic_write, IGNORE_INDEX
 from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase, mixup_lambdas, mixup, box_owners
 from .augment import (strong_augment, random_affine, affine_grid, warp, valid_mask, photometric, tps_grid,
                                   phtps_photometric)
-from .model import param_groups
+from .model import param_groups, batchnorms
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS', 'TEACHERS', 'METHODS',
@@ -88,11 +88,6 @@ class MeanTeacher:
         "Move the teacher towards the student after step `iteration` (0-based); `alpha` overrides the decay."
         a = self.decay(iteration) if alpha is None else alpha
         torch._foreach_lerp_(self._t, [s.detach() for s in self._s], 1 - a)
-
-    @torch.no_grad()
-    def probs(self, x:torch.Tensor) -> torch.Tensor:
-        "The teacher's class probabilities (B, C, H, W) for images in [0, 1]."
-        return self.teacher(x).float().softmax(1)
 
 # %% ../nbs/06_train.ipynb #74ebb24a
 def weight_map(kind:str, # threshold_proportional | pixelwise | sigmoid | constant
@@ -572,7 +567,7 @@ class PhTPSConfig:
 
 class _KeepBNStatistics:
     "Within the block, BatchNorm layers normalise with the batch's statistics but leave their running statistics as they are."
-    def __init__(self, net): self.bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    def __init__(self, net): self.bns = batchnorms(net)
     def __enter__(self):
         self.saved = [(m.momentum, m.num_batches_tracked.clone() if m.num_batches_tracked is not None else None) for m in self.bns]
         for m in self.bns: m.momentum = 0.
