@@ -74,7 +74,7 @@ def _parser():
     for name, (_, what) in SWEEPS.items():
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
-        a.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-2' (default 0)")
+        a.add_argument('--seeds', default=None, help="seeds: '0', '0,1,2' or '0-2' (default: the sweep's own, 0 for most, 0,1 for methods)")
         a.add_argument('--name', default=name, help=f'sweep name, a folder under runs/ and reports/ (default {name}); '
                                                     'another name keeps a variant, e.g. iterations=4000, beside the default sweep')
         a.add_argument('--force', action='store_true')
@@ -154,8 +154,8 @@ def main(argv=None) -> int:
             return _exit_status(recs)
         elif args.command in SWEEPS:
             params = parse_pairs(args.params)
-            seeds = tuple(parse_seeds(args.seeds))
-            runs = SWEEPS[args.command][0](seeds=seeds, **params)
+            seeds = {} if args.seeds is None else dict(seeds=tuple(parse_seeds(args.seeds)))
+            runs = SWEEPS[args.command][0](**seeds, **params)
             recs = runner.run_sweep(args.name, runs, force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)

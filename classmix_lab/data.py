@@ -17,8 +17,9 @@ from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['IMAGENET_MEAN_PIXEL', 'DatasetError', 'LabelMap', 'read_image', 'read_label', 'SegDataset', 'labeled_count',
-           'labeled_split', 'save_split', 'load_split', 'load_tensors', 'TensorBatches', 'resize_image', 'resize_label',
-           'Resize', 'RandomScale', 'RandomHFlip', 'RandomCrop', 'Compose', 'LoaderBatches', 'eval_batches', 'preview']
+           'labeled_split', 'save_split', 'load_split', 'load_tensors', 'images_by_class', 'class_uniform_pick',
+           'TensorBatches', 'resize_image', 'resize_label', 'Resize', 'RandomScale', 'RandomHFlip', 'RandomCrop',
+           'Compose', 'LoaderBatches', 'DomainBatches', 'eval_batches', 'preview']
 
 # %% ../nbs/02_data.ipynb #5bc6beab
 class DatasetError(ValueError):
@@ -188,18 +189,41 @@ def load_tensors(ds:SegDataset, workers:int=4):
     if len(shapes) > 1: raise DatasetError(f"{ds.root}: images of {ds.split!r} differ in size ({sorted(shapes)[:3]}...); crop or resize them with a transform")
     return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items]).to(torch.uint8)
 
+def images_by_class(labels, # an iterable of (H, W) label maps (class indices, IGNORE_INDEX where none)
+                    num_classes:int) -> list:
+    "For each class, the indices of the label maps that hold it (empty lists for classes no map has)."
+    out = [[] for _ in range(num_classes)]
+    for i, lab in enumerate(labels):
+        for c in np.unique(np.asarray(lab)):
+            if c < num_classes: out[int(c)].append(i)
+    return out
+
+def class_uniform_pick(by_class:list, rng:np.random.Generator) -> int:
+    "An image drawn class-uniformly: a class uniformly among those present, then an image holding it uniformly."
+    present = [c for c in by_class if c]
+    if not present: raise DatasetError("class-uniform sampling: no labeled image holds any class")
+    imgs = present[rng.integers(len(present))]
+    return int(imgs[rng.integers(len(imgs))])
+
 class TensorBatches:
     "Endless batches `(images float in [0, 1], labels long)` from in-memory tensors, on `device`."
-    def __init__(self, images:torch.Tensor, labels:torch.Tensor|None, batch_size:int, seed:int=0, device='cpu'):
+    def __init__(self, images:torch.Tensor, labels:torch.Tensor|None, batch_size:int, seed:int=0, device='cpu',
+                 class_uniform:int=0): # the class count: draw images class-uniformly (0: walk through permutations)
         if batch_size < 1: raise ParameterError(f"batch_size={batch_size} must be at least 1")
+        if class_uniform and labels is None: raise ParameterError("class-uniform sampling needs labels")
         self.images, self.labels = images.to(device), None if labels is None else labels.to(device)
-        self.batch_size, self.device = batch_size, torch.device(device)
+        self.batch_size, self.device, self.seed = batch_size, torch.device(device), seed
         self.g = torch.Generator().manual_seed(seed)
-        self.order, self.pos = torch.empty(0, dtype=torch.long), 0
+        self.order, self.pos, self.drawn = torch.empty(0, dtype=torch.long), 0, 0
+        self.by_class = images_by_class(labels.cpu().numpy(), class_uniform) if class_uniform else None
 
     def __len__(self): return len(self.images)
     def __iter__(self): return self
     def _indices(self):
+        if self.by_class is not None:   # draw k is a function of (seed, k) alone: resumable from the count
+            idx = [class_uniform_pick(self.by_class, np.random.default_rng((2, self.seed, self.drawn + j))) for j in range(self.batch_size)]
+            self.drawn += self.batch_size
+            return torch.tensor(idx, device=self.device)
         out, n = [], 0
         while n < self.batch_size:
             if self.pos >= len(self.order): self.order, self.pos = torch.randperm(len(self.images), generator=self.g), 0
@@ -212,8 +236,8 @@ class TensorBatches:
         x = self.images[i].float().div_(255)
         return x, (None if self.labels is None else self.labels[i].long())
 
-    def state_dict(self): return dict(g=self.g.get_state(), order=self.order, pos=self.pos)
-    def load_state_dict(self, d): self.g.set_state(d['g']); self.order, self.pos = d['order'], d['pos']
+    def state_dict(self): return dict(g=self.g.get_state(), order=self.order, pos=self.pos, drawn=self.drawn)
+    def load_state_dict(self, d): self.g.set_state(d['g']); self.order, self.pos, self.drawn = d['order'], d['pos'], d.get('drawn', 0)
 
 # %% ../nbs/02_data.ipynb #c895f1f8
 IMAGENET_MEAN_PIXEL = (124, 116, 104)  # RGB, 0-255: zero after the models' input normalisation
@@ -322,23 +346,37 @@ class _EndlessSampler(torch.utils.data.Sampler):
             yield int(perm[pos]), (1, self.seed, e, pos)
             k += 1
 
+class _ClassUniformSampler(torch.utils.data.Sampler):
+    "(index, seed) keys of class-uniform draws, forever, from draw `start` on (as `TensorBatches` draws them)."
+    def __init__(self, by_class:list, seed:int, start:int=0): self.by_class, self.seed, self.start = by_class, seed, start
+    def __iter__(self):
+        k = self.start
+        while True:
+            yield class_uniform_pick(self.by_class, np.random.default_rng((2, self.seed, k))), (3, self.seed, k)
+            k += 1
+
 # %% ../nbs/02_data.ipynb #97d83ee8
 class LoaderBatches:
     "Endless batches `(images float in [0, 1], labels long or None)` read from disk by worker processes; seeded, resumable."
     def __init__(self, ds:SegDataset, # the images (a `subset` for a labeled split)
                  batch_size:int, transform=None, # joint transform; must give every image the same size
                  seed:int=0, device='cpu', workers:int=4, # worker processes (0: read in this process)
-                 labels:bool=True): # False: images only (unlabeled data), labels are not even read
+                 labels:bool=True, # False: images only (unlabeled data), labels are not even read
+                 class_uniform:int=0): # the class count: draw images class-uniformly (0: seeded permutations)
         if batch_size < 1: raise ParameterError(f"batch_size={batch_size} must be at least 1")
         if workers < 0: raise ParameterError(f"workers={workers} must be >= 0")
+        if class_uniform and not labels: raise ParameterError("class-uniform sampling needs labels")
         self.ds, self.batch_size, self.transform, self.seed = ds, batch_size, transform, seed
         self.device, self.workers, self.labels = torch.device(device), workers, labels
+        self.by_class = images_by_class((ds.load(i)[1] for i in range(len(ds))), class_uniform) if class_uniform else None
         self.consumed, self._it = 0, None
 
     def __len__(self): return len(self.ds)
     def __iter__(self): return self
     def _start(self):
-        sampler = torch.utils.data.BatchSampler(_EndlessSampler(len(self.ds), self.seed, self.consumed), self.batch_size, drop_last=False)
+        keys = (_EndlessSampler(len(self.ds), self.seed, self.consumed) if self.by_class is None
+                else _ClassUniformSampler(self.by_class, self.seed, self.consumed))
+        sampler = torch.utils.data.BatchSampler(keys, self.batch_size, drop_last=False)
         dl = torch.utils.data.DataLoader(_Items(self.ds, self.transform, self.labels), batch_sampler=sampler, num_workers=self.workers,
                                          collate_fn=_Collate(self.ds.names), pin_memory=self.device.type == 'cuda')
         return iter(dl)
@@ -358,6 +396,23 @@ class LoaderBatches:
     def load_state_dict(self, d):
         if d['seed'] != self.seed: raise ParameterError(f"batch state of seed {d['seed']} cannot resume a stream of seed {self.seed}")
         self.consumed, self._it = int(d['consumed']), None
+
+# %% ../nbs/02_data.ipynb #9b3e5d72
+class DomainBatches:
+    "Endless labeled batches `(images, labels, is_target)`: a batch of `source` then one of `target`, resumable."
+    def __init__(self, source, target): self.source, self.target = source, target
+    def __len__(self): return len(self.source) + len(self.target)
+    def __iter__(self): return self
+    def __next__(self):
+        (xs, ys), (xt, yt) = next(self.source), next(self.target)
+        if xs.shape[1:] != xt.shape[1:]:
+            raise DatasetError(f"source images {tuple(xs.shape[1:])} and target images {tuple(xt.shape[1:])} differ in size in one batch; give both the same crop")
+        is_target = torch.cat([torch.zeros(len(xs), dtype=torch.bool), torch.ones(len(xt), dtype=torch.bool)]).to(xs.device)
+        return torch.cat([xs, xt]), torch.cat([ys, yt]), is_target
+    def close(self):
+        for s in (self.source, self.target): getattr(s, 'close', lambda: None)()
+    def state_dict(self): return dict(source=self.source.state_dict(), target=self.target.state_dict())
+    def load_state_dict(self, d): self.source.load_state_dict(d['source']); self.target.load_state_dict(d['target'])
 
 # %% ../nbs/02_data.ipynb #7d7bfb31
 def eval_batches(ds:SegDataset, # the evaluation split

@@ -6,12 +6,12 @@ Docs: https://github.com/classmix-lab/classmix_lab/experiment.html.md"""
 
 # %% ../nbs/08_experiment.ipynb #e6c0a2bb
 from __future__ import annotations
-import copy, json, os, platform, time
-from dataclasses import dataclass, asdict, field, fields
+import copy, json, os, platform, re, time
+from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
-from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches,
+from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
 from .datasets import DATASETS, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes
@@ -22,7 +22,7 @@ from . import synthstreets as ss
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
            'split_file', 'labeled_names', 'run_info', 'method_of', 'validate', 'Experiment', 'class_distribution',
-           'run_experiment', 'run_title', 'load_run_model', 'load_metrics']
+           'run_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -48,9 +48,12 @@ class ExperimentParams:
     optimizer: str = 'sgd'  # 'sgd' (momentum 0.9, weight decay 5e-4) or 'adam' (no weight decay, French et al.)
     schedule: str = 'poly'  # learning-rate schedule: 'poly' (power 0.9) or 'constant'
     freeze_bn: bool = False  # BatchNorm in eval mode with its pretrained statistics, not trained (French et al. Appendix C.3)
+    label_relax: int = 1  # boundary label relaxation window of the supervised loss (Kim et al. Eq. 2; odd; 1: cross-entropy)
+    class_uniform: bool = False  # draw labeled images class-uniformly (a class, then an image holding it) instead of by permutation
     ema_alpha: float = 0.99
     method_args: dict = field(default_factory=dict)  # the method's settings, e.g. {'tau': 0.9, 'strong_aug': True}; see `method_settings`
     source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
+    target_labeled: str = ''  # with a source: labeled target images (as `labeled`: a count, fraction or split file); '' none (unsupervised DA)
     n_source: int = 2000  # source images of a SynthStreets source
     seed: int = 0  # training seed (masks, batch order)
     device: str = 'auto'
@@ -138,10 +141,11 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
     return chosen
 
-def run_info(p:ExperimentParams, num_classes:int=0, class_distribution=None) -> RunInfo:
+def run_info(p:ExperimentParams, num_classes:int=0, class_distribution=None, n_labeled:int=0) -> RunInfo:
     "What the method of `p` may know of its run."
     return RunInfo(iterations=p.iterations, num_classes=num_classes, source=bool(p.source), batch_size=p.batch_size,
-                   batch_size_u=p.batch_size_u, class_distribution=class_distribution)
+                   batch_size_u=p.batch_size_u, class_distribution=class_distribution, n_labeled=n_labeled,
+                   ssda=bool(p.source and str(p.target_labeled).strip()))
 
 def method_of(p:ExperimentParams):
     "The method of `p`, made and checked against the run (a `ParameterError` names a bad setting)."
@@ -169,6 +173,9 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         ours = SOURCES[p.source] == 'synthstreets'
         if p.dataset != ('synthstreets' if ours else 'cityscapes'):
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
+        if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
+    elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
+    if p.label_relax < 1 or p.label_relax % 2 == 0: raise ParameterError(f"label_relax={p.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
     if DATASETS[p.dataset].val_split is None:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
@@ -225,10 +232,11 @@ def _val_data(p:ExperimentParams, val_ds):
 def _batches(p:ExperimentParams, ds, batch_size:int, seed:int, labels:bool, device, crop=None):
     "Endless batches of `ds`: in memory when it is small and used as stored, else streamed from disk."
     transform = type(ds).train_transform(p.crop if crop is None else crop)
+    uniform = ds.num_classes if labels and p.class_uniform else 0
     if type(ds).in_memory and transform is None:
         x, y = load_tensors(ds)
-        return TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device)
-    return LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels)
+        return TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device, class_uniform=uniform)
+    return LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels, class_uniform=uniform)
 
 def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
     "Pixel frequency of each class over (up to `max_images` evenly spread images of) `ds`."
@@ -248,14 +256,21 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     cls = DATASETS[p.dataset]
     train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
     val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
-    if p.source:   # domain adaptation: every source image labeled, every target training image unlabeled
+    if p.source:   # domain adaptation: every source image labeled, the target's training images unlabeled (but target_labeled)
         src_ds = source_dataset(p)
         if tuple(src_ds.classes) != tuple(train_ds.classes): raise ParameterError(f"source={p.source!r} and dataset={p.dataset!r} do not share their classes")
         names, crop = [], (p.crop if str(p.crop).strip().lower() != 'auto' or not src_ds.default_crop else 'x'.join(map(str, src_ds.default_crop)))
-        labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
-        unlabeled = _batches(p, train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
         distribution_of = train_ds   # the target's classes (the thesis computes them from its labels to showcase alignment)
-        n_labeled = len(src_ds)
+        n_labeled, rest = len(src_ds), []
+        if str(p.target_labeled).strip():   # semi-supervised DA: labeled batches half source, half the target's labeled images
+            names = labeled_names(replace(p, labeled=p.target_labeled), train_ds.names)
+            save_split(out/'labeled.txt', names)
+            rest, half = sorted(set(train_ds.names) - set(names)), p.batch_size//2
+            labeled = DomainBatches(_batches(p, src_ds, p.batch_size - half, p.seed, True, device, crop=crop),
+                                    _batches(p, train_ds.subset(names), half, p.seed + 2, True, device, crop=crop))
+            distribution_of, n_labeled = train_ds.subset(names), len(names)
+        else: labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
+        unlabeled = _batches(p, train_ds.subset(rest) if names else train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
     else:
         names = labeled_names(p, train_ds.names)
         save_split(out/'labeled.txt', names)
@@ -274,13 +289,13 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
-                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule)
+                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule, label_relax=p.label_relax)
     trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress,
-                      log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist))
+                      log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist, n_labeled))
     trainer.fit()
     for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
     final, teacher = evaluate_on_val(trainer.model), evaluate_on_val(trainer.teacher)
-    metrics = dict(params=asdict(p), method_settings=method.settings(), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
+    metrics = dict(params=asdict(p), method_settings=method.settings(), method_summary=trainer.method.summary(), status='ok', miou=final['miou'], iou=final['iou'], pixel_accuracy=final['pixel_accuracy'],
                    confusion=final['confusion'], teacher_miou=teacher['miou'], teacher_iou=teacher['iou'],
                    start_miou=start['miou'], start_iou=start['iou'], classes=list(train_ds.classes),
                    n_labeled=n_labeled, n_unlabeled=0 if unlabeled is None else len(unlabeled), n_val=len(val_ds),
@@ -316,3 +331,29 @@ def load_metrics(run_dir) -> dict:
     f = Path(run_dir)/'metrics.json'
     if not f.is_file(): raise ParameterError(f"{f}: no metrics; is {run_dir} a finished run?")
     return json.loads(f.read_text())
+
+# %% ../nbs/08_experiment.ipynb #a2b3c4d5
+def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
+                 dataset:str|None=None, # a name in `DATASETS`; default: the run's own
+                 split:str='val', # the split to score
+                 root=None, # the dataset's root; default: the settings' `<dataset>_root`
+                 device='cpu', workers:int=2,
+                 **dataset_kwargs) -> dict: # further arguments of the dataset (default, for the run's own dataset: the run's, e.g. a SynthStreets style)
+    "mIoU and per-class IoU of a finished run on `split` of `dataset`, also written to `run_dir/eval_<dataset>_<split>.json`."
+    run_dir = Path(run_dir)
+    m = load_metrics(run_dir)
+    p = ExperimentParams.from_dict(m['params'])
+    name = check_choice('dataset', dataset or p.dataset, list(DATASETS))
+    kw = {**(_dataset_kwargs(p) if name == p.dataset else {}), **dataset_kwargs}
+    ds = get_dataset(name, split, root=root, **kw)
+    if len(ds) == 0: raise ParameterError(f"{name} {split}: no images (root {ds.root})")
+    if list(ds.classes) != list(m['classes']):
+        raise ParameterError(f"dataset={name!r} has the classes {', '.join(ds.classes)}; the run {run_dir} predicts {', '.join(m['classes'])}")
+    device = resolve_device(device)
+    model = load_run_model(run_dir, device)
+    size = type(ds).eval_size
+    r = evaluate(model, eval_batches(ds, size, 4 if size else 1, workers), ds.num_classes, device, ds.classes)
+    out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds),
+               miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'])
+    atomic_write(run_dir/f"eval_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}_{re.sub(r'[^A-Za-z0-9_.-]+', '-', split)}.json", json.dumps(out, indent=1))
+    return out

@@ -165,6 +165,13 @@ def _by_amount_table(groups:dict, rs:list, labels:list, amounts:list) -> list:
     return ["<h3>mIoU by labeled images (thesis Table 4.1 layout; mean &plusmn; std over seeds)</h3>",
             f"<table><tr><th>method</th>{head}</tr>{body}</table>"]
 
+def _cost(g:list, base:list|None) -> str:
+    "Mean time per iteration of runs `g`, and its ratio to the baseline runs `base` (measured in the same sweep)."
+    ms = lambda rs: [x['ms_per_iteration'] for x in rs or [] if x.get('ms_per_iteration')]
+    if not ms(g): return ''
+    mean = lambda v: sum(v)/len(v)
+    return f"{mean(ms(g)):.0f}" + (f" ({mean(ms(g))/mean(ms(base)):.2f}&times;)" if ms(base) else '')
+
 def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
     """Thesis Table 5.1 layout (5.2 when the runs have a source; French et al.'s Table 1 when rows differ in their labeled
     amount, as full supervision does): a row per setting, with its Delta to its baseline."""
@@ -177,13 +184,14 @@ def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
         m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
         n = f"<td class='num'>{e(str(g[0].get('n_labeled')))}</td>" if several else ''
         body += (f"<tr><td>{e(l)}</td>{n}<td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
-                 f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td><td class='num'>{len(g)}</td></tr>")
+                 f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td>"
+                 f"<td class='num'>{_cost(g, groups.get((b, amount_of[b])) if b in amount_of else None)}</td><td class='num'>{len(g)}</td></tr>")
     sources = list(dict.fromkeys(str(r['params'].get('source') or '') for g in groups.values() for r in g))
     table = 'thesis Table 5.2' if any(sources) else "French et al.'s Table 1" if several else 'thesis Table 5.1'   # domain adaptation: Table 5.2
     amounts = list(dict.fromkeys(amount_of.values()))
     what = (f"source: {e(sources[0])}" if len(sources) == 1 else 'sources: ' + ', '.join(e(x or 'none') for x in sources)) if any(sources) else f"labeled: {', '.join(e(a) for a in amounts)}"
     return [f"<h3>Settings compared ({e(table)} layout; {what}; mean &plusmn; std over seeds)</h3>",
-            f"<table><tr><th>setting</th>{'<th>labeled</th>' if several else ''}<th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>runs</th></tr>{body}</table>"]
+            f"<table><tr><th>setting</th>{'<th>labeled</th>' if several else ''}<th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>ms / iteration (&times; baseline)</th><th>runs</th></tr>{body}</table>"]
 
 def _per_class_table(groups:dict, amounts:list) -> list:
     "Thesis Table 4.3 layout: the per-class IoU of each row (and column, when there are several labeled amounts), means over seeds."

@@ -94,6 +94,7 @@ class DeepLabV2(FreezableBN, nn.Module):
                  freeze_bn:bool=False): # True: BatchNorm in eval mode, no gradient, running statistics untouched
         super().__init__()
         self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.feature_channels = width*32  # channels of the per-pixel features `forward(..., return_features=True)` gives
         self.config = dict(num_classes=num_classes, layers=tuple(layers), width=width, rates=tuple(rates), norm=norm)
         self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
         self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
@@ -171,6 +172,7 @@ class DeepLabV3Plus(FreezableBN, nn.Module):
         import torchvision
         check_choice('depth', depth, (50, 101)); check_choice('output_stride', output_stride, (8, 16))
         self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.feature_channels = 256  # channels of the decoder's features
         self.config = dict(num_classes=num_classes, depth=depth, output_stride=output_stride, norm=norm)
         self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
         resnet = {50: torchvision.models.resnet50, 101: torchvision.models.resnet101}[depth]
@@ -245,6 +247,7 @@ class SwiftNet(FreezableBN, nn.Module):
         import torchvision
         check_choice('depth', depth, (18, 34))
         self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.feature_channels = width  # channels of the ladder's features
         self.config = dict(num_classes=num_classes, depth=depth, width=width, spp_grids=tuple(spp_grids), norm=norm)
         self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
         self.backbone = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[depth](weights=None)

@@ -281,13 +281,15 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         for i, (name, tpl, params) in enumerate(plan, 1):
             run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
             run_dir.mkdir(parents=True, exist_ok=True)
-            params['compare_with'] = [dirs.get(c, c) for c in params.get('compare_with', [])]
+            # a name is a run of this call or a finished run of the sweep's folder (a sweep resumed with some of its runs)
+            params['compare_with'] = [dirs.get(c) or (str(runs_dir/c) if (runs_dir/c/'metrics.json').is_file() else c) for c in params.get('compare_with', [])]
             shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
             print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
             t0, skipped = time.time(), False
             prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
             changed = recorded != prov
-            finished = report.is_file() and _same_params(run_dir, shown, tpl)
+            # a report of an attempt that failed after writing its metrics (a figure's error) is not a finished run
+            finished = report.is_file() and _same_params(run_dir, shown, tpl) and before.get(name, {}).get('status') != 'failed'
             if not force and finished and not changed:
                 print("    already finished: skipped (force=True runs it again)", flush=True)
                 status, error, skipped = 'ok', None, True

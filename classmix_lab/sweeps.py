@@ -13,8 +13,8 @@ from .runner import run_sweep
 from .train import METHODS
 
 # %% auto #0
-__all__ = ['DEMO', 'STATS_REPORTS', 'SWEEPS', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats', 'ablation_runs',
-           'gap_runs', 'dacs_runs', 'french_runs']
+__all__ = ['DEMO', 'STATS_REPORTS', 'METHOD_ROWS', 'SWEEPS', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats',
+           'ablation_runs', 'gap_runs', 'dacs_runs', 'french_runs', 'methods_runs']
 
 # %% ../nbs/09b_sweeps.ipynb #a28d6c42
 DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
@@ -127,6 +127,12 @@ def dacs_runs(iterations:int=1000, seeds=(0,), **base) -> list:
             for seed in seeds for label, kw in settings]
 
 # %% ../nbs/09b_sweeps.ipynb #b2cf7af8
+def _table_runs(rows:list, iterations:int, seeds, base:dict, baseline:str) -> list:
+    "One run per (label, settings) row and seed, from the demo's start; methods that learn from unlabeled images compare with `baseline`."
+    return [{**DEMO, 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}",
+             **({'baseline': baseline, 'compare_with': [f'{_slug(baseline)}_seed-{seed}']} if METHODS[kw['method']].cls.unlabeled else {})}
+            for seed in seeds for label, kw in rows]
+
 def french_runs(iterations:int=500, # iterations of each run (as the thesis ablation's sweep)
                 seeds=(0,), **base) -> list:
     "The runs of French et al.'s Table 1 on SynthStreets (real style), one per row and seed."
@@ -134,13 +140,26 @@ def french_runs(iterations:int=500, # iterations of each run (as the thesis abla
             ('ICT', dict(method='ict')), ('CutOut', dict(method='cutout', preset='french')),
             ('CutMix', dict(method='cutmix', preset='french')), ('CowOut', dict(method='cowout', preset='french')),
             ('CowMix', dict(method='cowmix', preset='french')), ('Fully supervised', dict(method='supervised', labeled='all'))]
-    return [{**DEMO, 'iterations': iterations, **base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}",
-             **({'baseline': 'Supervised baseline', 'compare_with': [f'supervised-baseline_seed-{seed}']} if METHODS[kw['method']].cls.unlabeled else {})}
-            for seed in seeds for label, kw in rows]
+    return _table_runs(rows, iterations, seeds, base, 'Supervised baseline')
+
+# %% ../nbs/09b_sweeps.ipynb #c3e8d915
+METHOD_ROWS = [('Supervised', dict(method='supervised')), ('Standard augmentation', dict(method='augment')),
+               ('ICT', dict(method='ict')), ('CutOut', dict(method='cutout', preset='french')),
+               ('CutMix', dict(method='cutmix', preset='french')), ('CowOut', dict(method='cowout', preset='french')),
+               ('CowMix', dict(method='cowmix', preset='french')), ('ClassMix', dict(method='classmix')),
+               ('PhTPS', dict(method='phtps')), ('Structured consistency', dict(method='structured')),
+               ('Contrastive memory bank', dict(method='contrastive'))]
+
+def methods_runs(iterations:int=500, # iterations of each run
+                 seeds=(0, 1), **base) -> list:
+    "Every semi-supervised method of the lab with its paper's settings, on SynthStreets (real style) at 12 labels."
+    return _table_runs(METHOD_ROWS, iterations, seeds, base, 'Supervised')
 
 # %% ../nbs/09b_sweeps.ipynb #46b5a4dd
 #: the lab's named sweeps: command -> (the function that lists its runs, help)
 SWEEPS = {'ablation': (ablation_runs, 'the thesis Table 5.1 ablation on SynthStreets'),
+          'methods': (methods_runs, "every semi-supervised method of the lab side by side on SynthStreets at 12 labels "
+                                   "(seeds 0 and 1 by default), with each one's cost per iteration"),
           'french': (french_runs, "French et al.'s Table 1 on SynthStreets: supervised, standard augmentation, ICT, CutOut, CutMix, CowOut, CowMix, full supervision"),
           'dacs': (dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real (source=synthstreets-game: game -> real)'),
           'gap': (gap_runs, "where a SynthStreets source's gap to real is (source=synthstreets-sim or synthstreets-game): "

@@ -20,12 +20,14 @@ from .model import param_groups, batchnorms
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS', 'TEACHERS', 'METHODS',
-           'BASE_STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss', 'RunInfo', 'Output',
+           'BASE_STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss', 'RunInfo', 'Output',
            'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig', 'Consistency', 'parse_range',
            'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig',
            'StructuredConsistency', 'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig',
-           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'MethodSpec', 'register_method',
-           'method_settings', 'make_method', 'Trainer']
+           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'mlp_head', 'ClassAttention',
+           'ContrastiveHeads', 'pixel_vectors', 'l1_weights', 'class_contrastive_loss', 'bank_candidates', 'push_fifo',
+           'ContrastiveConfig', 'ContrastiveMemoryBank', 'MethodSpec', 'register_method', 'method_settings',
+           'make_method', 'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 OPTIMIZERS = ('sgd', 'adam')
@@ -46,8 +48,10 @@ class TrainConfig:
     checkpoint_every: int = 0  # iterations between checkpoints (0: only at the end, when a path is given)
     optimizer: str = 'sgd'  # 'sgd' or 'adam'
     schedule: str = 'poly'  # 'poly' or 'constant'
+    label_relax: int = 1  # window w of boundary label relaxation in the supervised loss (Kim et al. Eq. 2); 1: cross-entropy
 
     def __post_init__(self):
+        if self.label_relax < 1 or self.label_relax % 2 == 0: raise ParameterError(f"label_relax={self.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
         for k in ('iterations', 'log_every', 'checkpoint_every'):
             if int(getattr(self, k)) < 0: raise ParameterError(f"{k}={getattr(self, k)} must be >= 0")
         if not self.lr > 0: raise ParameterError(f"lr={self.lr} must be positive")
@@ -121,6 +125,25 @@ def pixel_loss(kind:str, # 'ce' or 'mse'
 
 UNSUP_LOSSES = ('ce', 'mse')
 
+# %% ../nbs/06_train.ipynb #1d8f62b0
+def label_loss(logits:torch.Tensor, # (B, C, H, W)
+               labels:torch.Tensor, # (B, H, W) long, IGNORE_INDEX where unlabeled
+               window:int=1, # boundary label relaxation window (odd); 1: cross-entropy
+               class_weight:torch.Tensor|None=None, # (C,) alpha_c
+               pixel_weight:torch.Tensor|None=None) -> torch.Tensor: # (B, H, W) beta_n
+    "Mean over the labeled pixels of the (relaxed, weighted) cross-entropy."
+    logits, valid = logits.float(), labels != IGNORE_INDEX
+    y = labels.where(valid, 0)
+    if window == 1: nll = F.cross_entropy(logits, y, reduction='none')
+    else:
+        onehot = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2).float()*valid[:, None]
+        near = F.max_pool2d(onehot, window, stride=1, padding=window//2) > 0      # the classes within the window
+        nll = logits.logsumexp(1) - logits.masked_fill(~near, float('-inf')).logsumexp(1)
+    w = valid.float()
+    if class_weight is not None: w = w*class_weight[y]
+    if pixel_weight is not None: w = w*pixel_weight
+    return (nll.where(valid, 0)*w).sum()/valid.sum().clamp_min(1)
+
 # %% ../nbs/06_train.ipynb #5b1f9c33
 @dataclass
 class RunInfo:
@@ -131,6 +154,9 @@ class RunInfo:
     batch_size: int = 0  # labeled images per step (0: unknown)
     batch_size_u: int = 0  # unlabeled images per step (0: unknown)
     class_distribution: Callable|None = None  # () -> the class distribution (tuple) of the labels the run learns from
+    n_labeled: int = 0  # labeled images of the run (of the target domain, with a source domain; 0: unknown)
+    feature_dim: int = 0  # channels of the network's per-pixel features (0: unknown)
+    ssda: bool = False  # semi-supervised domain adaptation: labeled batches hold source and target images
 
 @dataclass
 class Output:
@@ -148,9 +174,11 @@ def network_output(net:nn.Module, x:torch.Tensor, features:bool=False) -> Output
 class Step:
     "What a method sees of one training step. Forwards are computed once per input and shared by every loss that asks."
     def __init__(self, iteration:int, iterations:int, x_l, y_l, out_l:Output, x_u, student:nn.Module,
-                 mean_teacher:MeanTeacher, generator:torch.Generator):
+                 mean_teacher:MeanTeacher, generator:torch.Generator, label_relax:int=1, target_l=None):
         self.iteration, self.iterations = iteration, iterations
         self.x_l, self.y_l, self.out_l, self.x_u = x_l, y_l, out_l, x_u
+        self.label_relax = label_relax  # the supervised loss's relaxation window
+        self.target_l = target_l  # (B,) bool: which labeled images are of the target domain (None: all, or none with a source)
         self.student, self.mean_teacher, self.generator = student, mean_teacher, generator
         self._cache = {}
 
@@ -225,12 +253,16 @@ class Method(nn.Module):
         return teacher.decay(step.iteration)
 
     def supervised_loss(self, step:Step) -> torch.Tensor:
-        "$L_l$: cross-entropy of the labeled forward, ignoring `IGNORE_INDEX`."
-        return F.cross_entropy(step.out_l.logits.float(), step.y_l, ignore_index=IGNORE_INDEX)
+        "$L_l$: cross-entropy of the labeled forward, ignoring `IGNORE_INDEX` (boundary-relaxed when the run asks)."
+        return label_loss(step.out_l.logits, step.y_l, step.label_relax)
 
     def unsupervised(self, step:Step) -> tuple:
         "The method's further loss (already weighted) and its statistics (tensors named in `stats`)."
         return step.out_l.logits.new_zeros(()), {}
+
+    def summary(self) -> dict:
+        "What a run's metrics keep of the method's final state (plain values; e.g. a memory bank's fill)."
+        return {}
 
 class Supervised(Method):
     "The supervised baseline (with a source domain: source-only training)."
@@ -616,6 +648,208 @@ class PhTPSConsistency(Method):
         loss = masked_kl(target, pred, valid)
         return self.config.lambda_u*loss, dict(loss_u=loss.detach(), valid=valid.float().mean())
 
+# %% ../nbs/06_train.ipynb #b2d1e4f6
+def mlp_head(cin:int, dim:int=256) -> nn.Sequential:
+    "Linear(dim) -> BatchNorm -> ReLU -> Linear(dim): the projection and prediction heads."
+    return nn.Sequential(nn.Linear(cin, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
+
+class ClassAttention(nn.Module):
+    "C class-specific attention modules S_c: Linear(dim) -> BatchNorm -> LeakyReLU -> Linear(1) -> Sigmoid."
+    def __init__(self, num_classes:int, dim:int=256):
+        super().__init__()
+        self.modules_ = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.LeakyReLU(), nn.Linear(dim, 1), nn.Sigmoid())
+                                      for _ in range(num_classes))
+    def forward(self, c:int, v:torch.Tensor) -> torch.Tensor: return self.modules_[c](v)[:, 0]
+
+class ContrastiveHeads(nn.Module):
+    "The student's (or, averaged, the teacher's) projection and prediction heads and 2 x C attention modules."
+    def __init__(self, feature_dim:int, num_classes:int, dim:int=256):
+        super().__init__()
+        self.projection, self.prediction = mlp_head(feature_dim, dim), mlp_head(dim, dim)
+        self.attend_pred, self.attend_proj = ClassAttention(num_classes, dim), ClassAttention(num_classes, dim)
+
+def pixel_vectors(features:torch.Tensor, # (B, D, h, w)
+                  labels:torch.Tensor, # (B, H, W) long, IGNORE_INDEX where no class
+                  *maps:torch.Tensor) -> tuple: # further (B, H, W) maps to resize and select alike
+    "(N, D) vectors, (N,) classes and (N,) image indices of the pixels of `features` whose resized label is a class (and the `maps` there)."
+    size = features.shape[-2:]
+    near = lambda t: F.interpolate(t[:, None].float(), size=size, mode='nearest')[:, 0]
+    y = near(labels).long()
+    img = torch.arange(len(y), device=y.device)[:, None, None].expand_as(y)
+    keep = (y != IGNORE_INDEX).flatten()
+    out = features.permute(0, 2, 3, 1).flatten(0, 2)[keep], y.flatten()[keep], img.flatten()[keep]
+    return (*out, [near(m).flatten()[keep] for m in maps]) if maps else out
+
+def l1_weights(s:torch.Tensor) -> torch.Tensor:
+    "Eq. 8: attention scores L1-normalised to mean 1 within their class."
+    return s*(len(s)/s.sum().clamp_min(1e-12))
+
+def class_contrastive_loss(p:torch.Tensor, # (N, D) student prediction vectors
+                           y:torch.Tensor, # (N,) their classes
+                           bank:torch.Tensor, # (C, psi, D) memory bank
+                           fill:list, # entries held per class
+                           attend_pred=None, attend_proj=None) -> tuple: # class attention modules (None: weights 1)
+    "Eqs. 8-11: the mean over classes of the weighted mean of 1 - cos(p, z) over same-class pairs; and the attention scores used."
+    losses, scores = [], []
+    for c, n_z in enumerate(fill):
+        pc = p[y == c]
+        if len(pc) < 2 or n_z < 2: continue
+        zc = bank[c, :n_z]
+        sp = attend_pred(c, pc) if attend_pred is not None else pc.new_ones(len(pc))
+        sz = attend_proj(c, zc) if attend_proj is not None else zc.new_ones(n_z)
+        m = (l1_weights(sz)[:, None]*F.normalize(zc, dim=1)).mean(0)      # (1/N_z) sum_z w_z z/|z|
+        losses.append((l1_weights(sp)*(1 - F.normalize(pc, dim=1) @ m)).mean())
+        scores.append(sp.detach())
+    loss = torch.stack(losses).mean() if losses else p.sum()*0
+    return loss, (torch.cat(scores) if scores else p.new_zeros(0))
+
+# %% ../nbs/06_train.ipynb #d4f3a6b8
+@torch.no_grad()
+def bank_candidates(z:torch.Tensor, # (N, D) teacher projections of labeled pixels
+                    y:torch.Tensor, # (N,) their labels
+                    img:torch.Tensor, # (N,) their image in the batch
+                    pred:torch.Tensor, conf:torch.Tensor, # (N,) the teacher's class and confidence there
+                    c:int, k:int, phi:float, score=None) -> torch.Tensor:
+    "The vectors of class `c` that pass the feature quality filter, the top `k` per image by `score(c, z)` (highest first)."
+    keep = (y == c) & (pred == c) & (conf > phi)
+    zc, ic = z[keep], img[keep]
+    if len(zc) == 0: return zc
+    s = score(c, zc) if score is not None and len(zc) > 1 else zc.new_zeros(len(zc))
+    order = torch.argsort(ic.to(s.dtype)*4 - s, stable=True)              # by image, then by score, highest first
+    i_sorted = ic[order]
+    count = torch.bincount(i_sorted, minlength=int(img.max()) + 1)
+    rank = torch.arange(len(order), device=z.device) - (count.cumsum(0) - count)[i_sorted]   # position within its image
+    return zc[order[rank < k]]
+
+@torch.no_grad()
+def push_fifo(bank:torch.Tensor, fill:torch.Tensor, c:int, new:torch.Tensor):
+    "Put `new` vectors at the front of class `c`'s queue; the oldest fall off its end."
+    psi = bank.shape[1]
+    new = new[:psi]
+    bank[c] = torch.cat([new, bank[c, :psi - len(new)]])
+    fill[c] = min(psi, int(fill[c]) + len(new))
+
+# %% ../nbs/06_train.ipynb #f6b5c8da
+@dataclass
+class ContrastiveConfig:
+    lambda_pseudo: float = 1.
+    lambda_ent: float = 0.01
+    lambda_contr: float = 0.1
+    sharpen: float = 6.  # s: a pseudo-label pixel counts the teacher's confidence to this power
+    class_balance: bool = True  # alpha_c = sqrt(f_median / f_c) in the supervised and pseudo-label losses
+    augmentations: int = 2  # A: strong augmentations of each unlabeled batch
+    mix_p: float = 0.8  # probability that an image of a strong augmentation is ClassMixed
+    strong_aug: bool = True  # colour jitter and blur of each augmentation
+    bank_size: int = 256  # psi: vectors per class
+    phi: float = 0.95  # feature quality filter: the teacher's confidence above this
+    dim: int = 256  # width of the heads
+    warmup: int = -1  # iterations with the pseudo-label and contrastive terms off; -1: 2k/150k of the run
+    ema_from: float = 0.995  # the teacher's EMA decay rises from this to `ema_to` over the run
+    ema_to: float = 1.
+
+    def __post_init__(self):
+        for k in ('lambda_pseudo', 'lambda_ent', 'lambda_contr', 'sharpen'):
+            if not getattr(self, k) >= 0: raise ParameterError(f"{k}={getattr(self, k)} must be >= 0")
+        if self.augmentations < 1: raise ParameterError(f"augmentations={self.augmentations} must be >= 1")
+        if not 0 <= self.mix_p <= 1: raise ParameterError(f"mix_p={self.mix_p} is a probability: it must be in [0, 1]")
+        if self.bank_size < 2 or self.dim < 1: raise ParameterError("bank_size must be >= 2 and dim >= 1")
+        if not 0 < self.phi < 1: raise ParameterError(f"phi={self.phi} must be in (0, 1)")
+        if self.warmup < -1: raise ParameterError(f"warmup={self.warmup} must be >= 0, or -1 for 2k/150k of the run")
+        if not 0 <= self.ema_from <= self.ema_to <= 1: raise ParameterError(f"the EMA decay must rise: 0 <= ema_from={self.ema_from} <= ema_to={self.ema_to} <= 1")
+
+class ContrastiveMemoryBank(Method):
+    "Alonso et al.: pseudo-labels on ClassMixed views, entropy minimisation and pixel contrastive learning from a class-wise memory bank."
+    Config = ContrastiveConfig
+    features, min_batch_u = True, 2
+    stats = ('loss_u', 'loss_ent', 'loss_contr', 'confident', 'bank_fill', 'att_mean', 'att_std')
+
+    def check(self, run:RunInfo):
+        super().check(run)
+        if run.source and not run.ssda:
+            raise ParameterError(f"method={self.name!r} with a source domain is semi-supervised domain adaptation: its memory bank "
+                                 "holds target features, so some target images must be labeled (target_labeled=...)")
+
+    def setup(self, run:RunInfo):
+        c, C, D = self.config, run.num_classes, run.feature_dim
+        if not C or not D: raise ParameterError(f"method={self.name!r} needs the model's class count and feature channels (got {C} and {D})")
+        self.heads = ContrastiveHeads(D, C, c.dim)
+        self.register_buffer('bank', torch.zeros(C, c.bank_size, c.dim))
+        self.register_buffer('bank_fill', torch.zeros(C, dtype=torch.long))
+        dist = run.class_distribution() if run.class_distribution is not None else None
+        self.register_buffer('freq_l', torch.tensor(dist, dtype=torch.float32) if dist else torch.zeros(C))
+        self.register_buffer('freq_u', torch.zeros(C))
+        self.register_buffer('freq_u_seen', torch.zeros(()))
+        self.k = max(1, c.bank_size//max(1, run.n_labeled or run.batch_size or 1))   # K = max(1, psi / |X_l|)
+        self.warmup = c.warmup if c.warmup >= 0 else round(run.iterations*2000/150000)
+
+    def ema_modules(self): return self.heads
+    def summary(self) -> dict: return dict(bank_fill=self.bank_fill.tolist(), bank_size=self.bank.shape[1])
+    def ema_decay(self, step:Step, teacher:MeanTeacher) -> float:
+        c = self.config
+        return c.ema_from + (c.ema_to - c.ema_from)*step.progress
+    def param_groups(self, lr:float) -> list:   # randomly initialised, like the classifier: 10x the base rate
+        return [dict(params=list(self.heads.parameters()), lr=10*lr, lr_mult=10.)]
+
+    def class_weights(self) -> torch.Tensor|None:
+        "alpha_c = sqrt(f_median / f_c) over the classes seen (1 for the others); None without class balancing."
+        if not self.config.class_balance: return None
+        has_l = self.freq_l.sum() > 0
+        f = torch.where(self.freq_u_seen > 0, torch.where(has_l, (self.freq_l + self.freq_u)/2, self.freq_u), self.freq_l)
+        seen = f > 0
+        fm = torch.nanmedian(f.where(seen, float('nan')))
+        return torch.where(seen, (fm/f.clamp_min(1e-12)).sqrt(), torch.ones_like(f)).nan_to_num(1.)
+
+    def supervised_loss(self, step:Step) -> torch.Tensor:
+        return label_loss(step.out_l.logits, step.y_l, step.label_relax, self.class_weights())
+
+    @torch.no_grad()
+    def update_bank(self, step:Step):
+        "The teacher's projections of the labeled (target) pixels that pass the quality filter, top K per class and image, into the queues."
+        x, y = step.x_l, step.y_l
+        if step.target_l is not None: x, y = x[step.target_l], y[step.target_l]   # domain adaptation: target features only
+        if len(x) == 0: return
+        out, heads = step.teacher_out(x, features=True), step.mean_teacher.heads
+        conf, pred = out.logits.float().softmax(1).max(1)
+        v, yy, img, (pred, conf) = pixel_vectors(out.features, y, pred, conf)
+        z = heads.projection(v)
+        for c in range(self.bank.shape[0]):
+            new = bank_candidates(z, yy, img, pred.long(), conf, c, self.k, self.config.phi, heads.attend_proj)
+            if len(new): push_fifo(self.bank, self.bank_fill, c, new)
+
+    def views(self, step:Step, pseudo:torch.Tensor, conf:torch.Tensor):
+        "The A strong augmentations: (student input, mixed pseudo-labels, mixed confidences) each."
+        c, x_u, g = self.config, step.x_u, step.generator
+        for _ in range(c.augmentations):
+            M = make_masks('classmix', pseudo, self.bank.shape[0], g)
+            M = M & (torch.rand(len(M), 1, 1, generator=g, device=M.device) < c.mix_p)
+            x = paste_onto_next(M, x_u)
+            yield (strong_augment(x, g) if c.strong_aug else x), paste_onto_next(M, pseudo), paste_onto_next(M, conf)
+
+    def unsupervised(self, step:Step) -> tuple:
+        c, A = self.config, self.config.augmentations
+        conf, pseudo = step.teacher_probs(step.x_u).max(1)
+        freq = torch.bincount(pseudo.flatten(), minlength=len(self.freq_u)).float()/pseudo.numel()
+        self.freq_u.copy_(torch.where(self.freq_u_seen > 0, 0.99*self.freq_u + 0.01*freq, freq)); self.freq_u_seen.fill_(1)
+        alpha = self.class_weights()
+        loss_p = loss_e = 0.
+        feats, labels = [step.out_l.features], [step.y_l]
+        for x, y, w in self.views(step, pseudo, conf):
+            out = step.student_out(x, features=True)
+            logits = out.logits.float()
+            loss_p = loss_p + label_loss(logits, y, 1, alpha, w**c.sharpen)/A
+            loss_e = loss_e - (logits.softmax(1)*logits.log_softmax(1)).sum(1).mean()/A
+            feats.append(out.features); labels.append(y.where(w > c.phi, IGNORE_INDEX))
+        self.update_bank(step)
+        v, y = zip(*[pixel_vectors(f, l)[:2] for f, l in zip(feats, labels)])
+        p = self.heads.prediction(self.heads.projection(torch.cat(v).float()))
+        loss_c, scores = class_contrastive_loss(p, torch.cat(y), self.bank, self.bank_fill.tolist(), self.heads.attend_pred, self.heads.attend_proj)
+        on = float(step.iteration >= self.warmup)
+        loss = on*(c.lambda_pseudo*loss_p + c.lambda_contr*loss_c) + c.lambda_ent*loss_e
+        nan = conf.new_tensor(float('nan'))
+        return loss, dict(loss_u=loss_p.detach(), loss_ent=loss_e.detach(), loss_contr=loss_c.detach(), confident=(conf > c.phi).float().mean(),
+                          bank_fill=self.bank_fill.float().mean()/self.bank.shape[1], att_mean=scores.mean() if len(scores) else nan,
+                          att_std=scores.std() if len(scores) > 1 else nan)
+
 # %% ../nbs/06_train.ipynb #31e71651
 @dataclass(frozen=True)
 class MethodSpec:
@@ -641,6 +875,7 @@ register_method('ict', InterpolationConsistency, 'interpolation consistency (Mix
 register_method('augment', AugmentConsistency, 'standard-augmentation consistency (French et al.)')
 register_method('phtps', PhTPSConsistency, 'PhTPS one-way consistency (Grubišić et al.)')
 register_method('structured', StructuredConsistency, 'multi-box CutMix with structured consistency (Kim et al.)', mask='multibox')
+register_method('contrastive', ContrastiveMemoryBank, 'pixel contrastive learning from a class-wise memory bank, with pseudo-labels on ClassMixed views (Alonso et al.)')
 
 # %% ../nbs/06_train.ipynb #7c2dae45
 def _coerce(name:str, value, default):
@@ -697,6 +932,7 @@ class Trainer:
         self.method = method if method is not None else make_method('supervised')
         if self.method.unlabeled and unlabeled is None: raise ParameterError(f"method={self.method.name!r} needs unlabeled batches")
         self.run = run or RunInfo(iterations=self.cfg.iterations, num_classes=getattr(model, 'num_classes', 0))
+        if not self.run.feature_dim: self.run.feature_dim = getattr(model, 'feature_channels', 0)
         self.method.check(self.run); self.method.setup(self.run); self.method.to(self.device)
         self.checkpoint, self.progress = (Path(checkpoint) if checkpoint else None), check_choice('progress', progress, ('bar', 'log', None))
         self.log_file = Path(log_file) if log_file else None
@@ -721,10 +957,12 @@ class Trainer:
 def step(self:Trainer, k:int):
     "One training iteration."
     lr = self.set_lr(k)
-    x_l, y_l = next(self.labeled)
+    batch = next(self.labeled)   # (images, labels) or, with source and target labels, (images, labels, is_target)
+    x_l, y_l = batch[:2]
     out_l = network_output(self.model, x_l, self.method.features)
     x_u = next(self.unlabeled)[0] if self.method.unlabeled else None
-    step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g)
+    step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g,
+                self.cfg.label_relax, batch[2] if len(batch) > 2 else None)
     loss_l = self.method.supervised_loss(step)
     loss_u, extra = self.method.unsupervised(step)
     loss = loss_l + loss_u

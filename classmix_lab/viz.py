@@ -15,8 +15,9 @@ from .config import IGNORE_INDEX
 
 # %% auto #0
 __all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'overlay', 'legend_handles', 'show_grid', 'rolling_mean',
-           'plot_confidence', 'plot_history', 'plot_class_iou', 'plot_confusion', 'confidence_panels',
-           'class_statistics', 'plot_class_frequencies', 'plot_spatial', 'align_classes', 'plot_spatial_compare']
+           'plot_confidence', 'plot_history', 'plot_memory_bank', 'plot_class_iou', 'plot_confusion',
+           'confidence_panels', 'class_statistics', 'plot_class_frequencies', 'plot_spatial', 'align_classes',
+           'plot_spatial_compare']
 
 # %% ../nbs/07_viz.ipynb #403cf620
 def to_numpy(x):
@@ -108,6 +109,27 @@ def plot_history(history:list, # rows from `Trainer.fit`
     else: ax.text(0.5, 0.5, 'no training iterations', ha='center', va='center', transform=ax.transAxes, color='#666')   # a 0-iteration run
     if title: ax.set_title(title, fontsize=10)
     return ax
+
+# %% ../nbs/07_viz.ipynb #c9e3f6a2
+def plot_memory_bank(fill, # entries held per class at the end
+                     size:int, # psi, the queue length
+                     classes, history:list, # rows from `Trainer.fit` (bank_fill, att_mean, att_std)
+                     axs=None):
+    "Bank fill per class (left) and, over training, the mean fill and the attention scores' mean and spread (right)."
+    axs = axs if axs is not None else plt.subplots(1, 2, figsize=(12, 3.2))[1]
+    f = np.asarray(fill, np.float64)/size
+    axs[0].bar(range(len(f)), f, color=['C0' if v > 0 else '#bbb' for v in f])
+    axs[0].set_xticks(range(len(f))); axs[0].set_xticklabels(classes, rotation=45, ha='right', fontsize=7)
+    axs[0].set_ylim(0, 1.02); axs[0].set_ylabel(f'fill (of {size})'); axs[0].set_title('memory bank at the end, per class', fontsize=10)
+    it = [h['iteration'] for h in history]
+    get = lambda k: np.array([h.get(k, np.nan) for h in history], np.float64)
+    axs[1].plot(it, get('bank_fill'), label='bank fill (mean over classes)', color='C0')
+    mean, std = get('att_mean'), get('att_std')
+    axs[1].plot(it, mean, label='attention score: mean', color='C3')
+    axs[1].fill_between(it, mean - std, mean + std, color='C3', alpha=0.2, label='attention score: mean ± std')
+    axs[1].set_ylim(0, 1.02); axs[1].set_xlabel('iteration'); axs[1].grid(alpha=0.3); axs[1].legend(fontsize=8)
+    axs[1].set_title('over training', fontsize=10)
+    return axs
 
 # %% ../nbs/07_viz.ipynb #ae46e5e0
 def plot_class_iou(results:dict, # name -> {class: IoU in percent or None}

@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/widgets.html.md"""
 
 # %% ../nbs/12_widgets.ipynb #38b1c4fb
 from __future__ import annotations
-import html, io
+import html, io, math
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,7 +15,8 @@ from fastcore.basics import patch
 from .config import IGNORE_INDEX, ParameterError, check_choice, resolve_device
 from .data import DatasetError
 from .datasets import DATASETS, get_dataset
-from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas
+from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas, box_owners
+from .augment import tps_grid, phtps_photometric, warp, valid_mask
 from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
 from .metrics import predict
 from .viz import colorize, to_image
@@ -50,7 +51,7 @@ def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dic
     raise ParameterError(f"{ck['path']}: the weights fit none of {', '.join(names)} with {num_classes} classes")
 
 # %% ../nbs/12_widgets.ipynb #1736494b
-KINDS = (*MASKS, 'mixup')  # what the explorer shows
+KINDS = (*MASKS, 'mixup', 'phtps')  # what the explorer shows
 
 def _one_hot(labels:torch.Tensor, num_classes:int) -> torch.Tensor:
     "(B, C, H, W) float one-hot of labels; ignored pixels are all zero."
@@ -65,6 +66,8 @@ def mask_example(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                  mask_from:str='label', # make the mask from the 'label' or the teacher's 'pseudo-label'
                  tau:float=0.968, # confidence threshold
                  alpha:float=0.1, # MixUp: lambda ~ Beta(alpha, alpha)
+                 tps_sigma:float=0.1, # PhTPS: std of the control points' displacements (a fraction of the image size)
+                 sc_boxes:int=16, # multibox: the last boxes the structured loss works in (outlined in red)
                  **params) -> dict: # the mask kind's parameters (see `mask_params`)
     "The mask, mixed image and mixed label of A onto B (and A's pseudo-label and confidence, given `probs`)."
     check_choice('kind', kind, KINDS); check_choice('mask_from', mask_from, ('label', 'pseudo-label'))
@@ -81,8 +84,24 @@ def mask_example(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                    mixed_image=to_image(mixup(lam, x[:1], x[1:])[0]),
                    mixed_probs=mixup(lam, *_one_hot(labels, num_classes).split(1))[0].cpu().numpy())
         if probs is not None: out['mixed_pseudo'] = mixup(lam, probs[:1], probs[1:])[0].argmax(0).cpu().numpy()
+    elif kind == 'phtps':
+        if params: raise ParameterError(f"phtps has no parameter {next(iter(params))!r}; its parameter: tps_sigma")
+        H, W = labels.shape[-2:]
+        grid = tps_grid(1, H, W, g, images.device, sigma=tps_sigma)
+        valid = valid_mask(grid)
+        out.update(mask=valid[0].float().cpu().numpy(), mixed_image=to_image(warp(phtps_photometric(x[:1], g), grid)[0]),
+                   mixed_label=warp(labels[:1], grid)[0].cpu().numpy(), perturbation='phtps')
+        if probs is not None: out['mixed_pseudo'] = warp(pseudo[:1], grid)[0].cpu().numpy()
     else:
-        M = make_masks(kind, labels if mask_from == 'label' else pseudo, num_classes, g, **params)[:1]
+        src = labels if mask_from == 'label' else pseudo
+        if kind == 'multibox':   # the boxes themselves, for the figure
+            known = mask_params(kind); bad = [k for k in params if k not in known]
+            if bad: raise ParameterError(f"mask 'multibox' has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+            owners, rects = box_owners(src.shape, g, params.get('n', 32), params.get('p'), src.device)
+            M = (owners >= 0)[:1]
+            n = rects.shape[1]
+            out.update(boxes=rects[0].long().tolist(), sc_boxes=list(range(max(0, n - sc_boxes), n)))
+        else: M = make_masks(kind, src, num_classes, g, **params)[:1]
         if kind in ERASING: apply = lambda t, fill=0: erase(M, t[:1], fill)
         else: apply = lambda t, fill=0: mix(M, t[:1], t[1:])
         out.update(mask=M[0].float().cpu().numpy(), mixed_image=to_image(apply(x)[0]),
@@ -99,14 +118,22 @@ def _mixed_colours(probs:np.ndarray, palette:np.ndarray) -> np.ndarray:
     "Colours of a soft label: the probability-weighted mean of the class colours."
     return np.clip(np.einsum('chw,cd->hwd', probs, palette[:len(probs)].astype(np.float32)), 0, 255).astype(np.uint8)
 
+def _outline_boxes(ax, boxes:list, marked:list):
+    "Outline multi-box CutMix boxes (y0, x0, h, w): the `marked` ones (the structured loss's) in red."
+    from matplotlib.patches import Rectangle
+    for i, (y0, x0, h, w) in enumerate(boxes):
+        red = i in marked
+        ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), w, h, fill=False, lw=1.2 if red else 0.6, ec='red' if red else 'white', alpha=0.9 if red else 0.6))
+
 def example_figure(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                    ex:dict, # from `mask_example`
                    palette:np.ndarray, tau:float=0.968, title:str|None=None, scale:float=2.6) -> Figure:
     "The explorer's panels: A, B, mask, mixed image, mixed label (and the teacher's row when `ex` has one)."
+    tps = ex.get('perturbation') == 'phtps'
     rows = [[('image A', to_image(images[0]), None), ('image B', to_image(images[1]), None),
-             (f"mask (lambda = {ex['lam']:.2f})" if 'lam' in ex else f"mask ({ex['mask'].mean():.0%})", ex['mask'], 'gray'),
-             ('mixed image', ex['mixed_image'], None),
-             ('mixed label', _mixed_colours(ex['mixed_probs'], palette) if 'mixed_probs' in ex else colorize(ex['mixed_label'], palette), None)]]
+             (f"valid pixels ({ex['mask'].mean():.0%})" if tps else f"mask (lambda = {ex['lam']:.2f})" if 'lam' in ex else f"mask ({ex['mask'].mean():.0%})", ex['mask'], 'gray'),
+             ('PhTPS of A' if tps else 'mixed image', ex['mixed_image'], None),
+             ('warped label of A' if tps else 'mixed label', _mixed_colours(ex['mixed_probs'], palette) if 'mixed_probs' in ex else colorize(ex['mixed_label'], palette), None)]]
     if 'pseudo' in ex:
         rows.append([('pseudo-label of A', colorize(ex['pseudo'], palette), None), ('confidence of A', ex['confidence'], 'viridis'),
                      (f"confidence > {tau} ({ex['confident_fraction']:.0%})", ex['confident'].astype(np.float32), 'gray'),
@@ -121,6 +148,7 @@ def example_figure(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                 t, a, cmap = row[c]
                 ax.imshow(a, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None, interpolation='nearest')
                 ax.set_title(t, fontsize=9)
+                if r == 0 and c == 3 and 'boxes' in ex: _outline_boxes(ax, ex['boxes'], ex['sc_boxes'])
     if title: fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -159,6 +187,7 @@ class MaskExplorer:
         self.kind = W.Dropdown(options=list(KINDS), value=kind, description='mask', layout=lay(), style=st)
         self.p = W.FloatSlider(value=0.5, min=0.01, max=1., step=0.01, description='p', continuous_update=False, layout=lay(), style=st)
         self.sigma = W.FloatRangeSlider(value=(4., 16.), min=0.25, max=64., step=0.25, description='sigma', continuous_update=False, layout=lay(), style=st)
+        self.tps_sigma = W.FloatSlider(value=0.1, min=0., max=0.3, step=0.01, description='tps_sigma', continuous_update=False, layout=lay(), style=st)
         self.alpha = W.FloatLogSlider(value=0.1, base=10, min=-2, max=1, step=0.05, description='alpha', continuous_update=False, layout=lay(), style=st)
         self.classes = W.SelectMultiple(options=[], rows=6, description='classes', layout=lay(), style=st)
         self.seed = W.IntText(value=seed, description='seed', layout=W.Layout(width='200px'), style=st)
@@ -168,7 +197,7 @@ class MaskExplorer:
         self.image = W.Image(format='png', layout=W.Layout(max_width='100%'))
         self.status = W.HTML()
         self.teacher_box = W.VBox([self.mask_from, self.tau])
-        self.params_box = W.VBox([self.p, self.sigma, self.alpha, self.classes])
+        self.params_box = W.VBox([self.p, self.sigma, self.alpha, self.tps_sigma, self.classes])
         self.widget = W.VBox([W.HBox([W.VBox([self.dataset, self.split, self.index_a, self.index_b]),
                                       W.VBox([self.kind, self.params_box]),
                                       W.VBox([W.HBox([self.seed, self.redraw]), self.teacher_box])]),
@@ -179,7 +208,7 @@ class MaskExplorer:
         self._updating = False
         for w in (self.dataset, self.split): w.observe(self._on_dataset, 'value')
         self.kind.observe(self._on_kind, 'value')
-        for w in (self.index_a, self.index_b, self.p, self.sigma, self.alpha, self.classes, self.seed, self.mask_from, self.tau):
+        for w in (self.index_a, self.index_b, self.p, self.sigma, self.alpha, self.tps_sigma, self.classes, self.seed, self.mask_from, self.tau):
             w.observe(self.update, 'value')
         self.redraw.on_click(lambda _: setattr(self.seed, 'value', self.seed.value + 1))
         self.update()
@@ -233,9 +262,11 @@ def _on_kind(self:MaskExplorer, *_):
     try:
         d = mask_params(k) if k in MASKS else {}
         p = d.get('p', 0.5); p = sum(p)/2 if isinstance(p, tuple) else p
+        if p is None: p = math.log(2)/d.get('n', 32)   # multibox: ln 2 / n per box, about half the image covered
         self.p.max = 1. if k == 'classmix' else 0.99
         self.p.value = min(max(p, 0.01), self.p.max)
-        for w, on in ((self.p, k != 'mixup'), (self.sigma, 'sigma' in d), (self.alpha, k == 'mixup'), (self.classes, k == 'classmix')):
+        for w, on in ((self.p, k not in ('mixup', 'phtps')), (self.sigma, 'sigma' in d), (self.alpha, k == 'mixup'),
+                      (self.tps_sigma, k == 'phtps'), (self.classes, k == 'classmix')):
             w.layout.display = None if on else 'none'
     finally: self._updating = hold
     self.update()
@@ -245,6 +276,7 @@ def _params(self:MaskExplorer) -> dict:
     "The chosen kind's parameters from the controls."
     k, ds = self.kind.value, self._dataset()
     if k == 'mixup': return dict(alpha=self.alpha.value)
+    if k == 'phtps': return dict(tps_sigma=self.tps_sigma.value)
     out = dict(p=round(self.p.value, 4))
     if 'sigma' in mask_params(k): out['sigma'] = tuple(self.sigma.value)
     if k == 'classmix':
@@ -277,7 +309,8 @@ def update(self:MaskExplorer, *_):
                           self.mask_from.value if probs is not None else 'label', self.tau.value, **self._params())
         self.image.value = figure_png(example_figure(images.cpu(), ex, ds.palette, self.tau.value))
         self.example = ex
-        what = f"lambda = {ex['lam']:.2f}" if 'lam' in ex else f"{'erased' if k in ERASING else 'pasted'}: {ex['mask'].mean():.0%} of the pixels"
+        what = (f"lambda = {ex['lam']:.2f}" if 'lam' in ex else f"valid: {ex['mask'].mean():.0%} of the pixels" if k == 'phtps'
+                else f"{'erased' if k in ERASING else 'pasted'}: {ex['mask'].mean():.0%} of the pixels")
         if k == 'classmix':
             src = labels[0] if self.mask_from.value == 'label' or probs is None else probs[0].argmax(0)
             m = torch.from_numpy(ex['mask'].astype(bool))

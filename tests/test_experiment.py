@@ -170,6 +170,9 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     (dict(method='cutmix', p=1.5), r'p=1.5 must be in \(0, 1\]'),
     (dict(method='classmix', lambda_u=-1), r'lambda_u=-1.0 must be >= 0'),
     (dict(method='supervised', tau=0.9), r"unknown parameter 'tau' \(method='supervised' has no such setting\)"),
+    (dict(method='contrastive', source='synthstreets-sim'), r"some target images must be labeled \(target_labeled=...\)"),
+    (dict(target_labeled='4'), r"target_labeled='4' labels target images of a domain adaptation run: give source= too"),
+    (dict(label_relax=4), r"label_relax=4 must be an odd window size >= 1"),
 ])
 def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
     with pytest.raises(ParameterError, match=msg):
@@ -187,3 +190,32 @@ def test_synthia_to_cityscapes_reports_16_and_13_class_miou(tmp_path, monkeypatc
     m = run_experiment(p, progress=None).metrics
     assert tuple(m['classes']) == SYNTHIA16_CLASSES and 'miou13' in m and 0 <= m['miou13'] <= 100
     assert m['n_labeled'] == 3 and m['n_unlabeled'] == 3
+
+
+def test_semi_supervised_domain_adaptation_mixes_source_and_target_labels(tmp_path):
+    "Alonso et al. Section 4.5: labeled batches half source, half the target's labeled images; the rest of the target unlabeled."
+    m = run_experiment(da(tmp_path, source='synthstreets-sim', target_labeled='4', method='contrastive', n_source=6, iterations=3), progress=None).metrics
+    assert m['status'] == 'ok' and m['n_labeled'] == 4 and m['n_unlabeled'] == 20
+    assert len(load_split(tmp_path/'run'/'labeled.txt')) == 4
+    assert len(m['method_summary']['bank_fill']) == 11 and m['method_summary']['bank_size'] == 256
+
+
+def test_label_relaxation_and_class_uniform_sampling_reach_the_run(tmp_path):
+    exp = run_experiment(params(tmp_path, method='supervised', label_relax=3, class_uniform=True, iterations=2), progress=None)
+    assert exp.trainer.cfg.label_relax == 3 and exp.trainer.labeled.by_class is not None
+    assert exp.metrics['params']['label_relax'] == 3 and exp.metrics['params']['class_uniform'] is True
+
+
+def test_a_finished_run_is_evaluated_on_another_split_or_style(tmp_path):
+    from classmix_lab.experiment import evaluate_run
+    m = run_experiment(params(tmp_path, method='supervised', iterations=2), progress=None).metrics
+    r = evaluate_run(tmp_path/'run')                                  # its own val split: its final mIoU again
+    assert r['miou'] == pytest.approx(m['miou'], abs=1e-6) and r['n_images'] == 8
+    assert json.loads((tmp_path/'run'/'eval_synthstreets_val.json').read_text())['miou'] == r['miou']
+    g = evaluate_run(tmp_path/'run', style='game')                    # the same scenes drawn in the game style
+    assert g['dataset_kwargs']['style'] == 'game' and g['miou'] != r['miou']
+    import dataset_trees as trees
+    with pytest.raises(ParameterError, match="dataset='camvid' has the classes sky, building, pole.*the run .* predicts road, sidewalk"):
+        evaluate_run(tmp_path/'run', dataset='camvid', split='test', root=trees.camvid(tmp_path/'camvid'))
+    with pytest.raises(ParameterError, match=r"split='tset' is not one of"):
+        evaluate_run(tmp_path/'run', split='tset')

@@ -105,3 +105,13 @@ def test_rebuilding_the_page_waits_for_a_sweep_that_is_merging(tmp_path):
         assert t.is_alive() and not (tmp_path/'index.html').exists()
     t.join(60)
     assert not t.is_alive() and 'ClassMix' in (tmp_path/'index.html').read_text()
+
+
+def test_settings_table_gives_each_rows_cost_per_iteration_relative_to_its_baseline():
+    rs = [dict(rec('Supervised', '12', s, 30., 'supervised'), ms_per_iteration=ms) for s, ms in ((0, 190.), (1, 210.))]
+    rs += [dict(rec('PhTPS', '12', s, 33., 'phtps'), ms_per_iteration=ms) for s, ms in ((0, 450.), (1, 470.))]
+    rs += [rec('Old run', '12', 0, 31.)]                              # a record from before the lab measured it
+    html = thesis_tables(rs)
+    assert cells(html, 'Supervised')[3] == '200'                   # the baseline itself: its own time
+    assert cells(html, 'PhTPS')[3] == '460 (2.30&times;)'
+    assert cells(html, 'Old run')[3] == ''

@@ -249,3 +249,23 @@ def test_mask_gallery_report_is_linked_from_the_index(tmp_path):
     assert page.count('data:image/png;base64,') >= 6 and 'mask border on a label border' in page
     index = (reports/'index.html').read_text()
     assert "href='masks/synthstreets.html'" in index and 'mask_gallery' in index and 'n_val=6' in index
+
+
+def test_a_run_resumed_alone_compares_with_the_finished_runs_of_its_sweep(sweep):
+    "compare_with names a run of the sweep that is not in this call: its finished folder is found, not taken as a path."
+    d, _, _ = sweep
+    late = dict(SMALL, run='classmix-late', method='classmix', seed=1, compare_with=['baseline'])
+    rec = run_sweep('smoke', [late], settings=load_settings(runs_dir=d/'runs', reports_dir=d/'reports'), stream=False)[0]
+    assert rec['status'] == 'ok'
+    html = (d/'reports'/'smoke'/'classmix-late.html').read_text()
+    assert 'supervised (4 labeled)' in html and 'cannot compare' not in html
+
+
+def test_a_report_of_a_failed_attempt_is_not_a_finished_run(sweep, capsys):
+    "An attempt that wrote its metrics and then failed (in a figure) is run again, not skipped as finished."
+    from classmix_lab.index import update_index
+    d, _, runs = sweep
+    rec = next(r for r in read_index(d/'reports') if r['run'] == 'baseline')
+    update_index(d/'reports', [dict(rec, status='failed', error='NameError: a figure failed')])
+    again = run_sweep('smoke', [runs[0]], settings=load_settings(runs_dir=d/'runs', reports_dir=d/'reports'), stream=False)
+    assert 'already finished' not in capsys.readouterr().out and again[0]['status'] == 'ok'

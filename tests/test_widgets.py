@@ -1,5 +1,6 @@
 """The mask explorer without a browser: its example is exactly the mix it claims, every control redraws, a checkpoint
 adds the teacher's row, and bad settings are named."""
+import math
 import json
 import numpy as np
 import pytest
@@ -20,7 +21,7 @@ def pair():
     return torch.stack([xa, xb]), torch.stack([ya, yb])
 
 
-@pytest.mark.parametrize('kind', [k for k in KINDS if k != 'mixup'])
+@pytest.mark.parametrize('kind', [k for k in KINDS if k not in ('mixup', 'phtps')])
 def test_example_is_a_pasted_or_erased_on_the_pair(pair, kind):
     x, y = pair
     ex = mask_example(x, y, kind, 11, seed=2)
@@ -117,7 +118,7 @@ def test_bad_settings_are_named():
         mask_example(x, y, 'cutmix', 3, mask_from='pseudo-label')
     with pytest.raises(ParameterError, match='must be a pair'):
         mask_example(x[:1], y[:1], 'cutmix', 3)
-    assert set(KINDS) == {*MASKS, 'mixup'}
+    assert set(KINDS) == {*MASKS, 'mixup', 'phtps'}
 
 
 def test_an_unreadable_split_is_a_message_not_a_crash(tmp_path):
@@ -130,3 +131,16 @@ def test_an_unreadable_split_is_a_message_not_a_crash(tmp_path):
     assert 'color:#b00020' in ex.status.value and 'val' in ex.status.value and ex.image.value == first
     ex.split.value = 'train'
     assert 'color:#b00020' not in ex.status.value
+
+
+def test_explorer_shows_kims_boxes_and_a_phtps_warp():
+    ex = MaskExplorer(['synthstreets'], dataset_kwargs=SMALL)
+    ex.kind.value = 'multibox'
+    assert abs(ex.p.value - math.log(2)/32) < 1e-6, 'p starts at ln 2 / 32 per box'
+    assert len(ex.example['boxes']) == 32 and ex.example['sc_boxes'] == list(range(16, 32)) and 'error' not in ex.status.value
+    ex.kind.value = 'phtps'
+    assert ex.tps_sigma.layout.display is None and ex.p.layout.display == 'none'
+    ex.tps_sigma.value = 0.2
+    valid = ex.example['mask'].astype(bool)
+    assert 0 < valid.mean() < 1 and 'valid:' in ex.status.value
+    assert (ex.example['mixed_label'][~valid] == IGNORE_INDEX).all()
