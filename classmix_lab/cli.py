@@ -88,6 +88,10 @@ def _parser():
     st.add_argument('params', nargs='*', metavar='key=value', help='dataset_stats.ipynb parameters')
     st.add_argument('--name', help='report name (default: from the datasets)')
     st.add_argument('--force', action='store_true')
+    ev = sub.add_parser('evaluate', help='score a finished run on any split of any dataset with its classes: '
+                                         'classmix-lab evaluate runs/camvid/cowmix_split-0 dataset=camvid split=test root=/data/CamVid')
+    ev.add_argument('run_dir', help="the run's folder (model.pt and metrics.json)")
+    ev.add_argument('params', nargs='*', metavar='key=value', help='dataset=, split= (default val), root=, device=, workers=, and further dataset arguments (e.g. style=game)')
     sp = sub.add_parser('splits', help="write the papers' labeled splits of a dataset as text files: classmix-lab splits camvid --seeds 0-9")
     sp.add_argument('dataset', help='cityscapes, voc or camvid')
     sp.add_argument('--root', help='dataset root (default: settings.ini)')
@@ -173,6 +177,12 @@ def main(argv=None) -> int:
             recs = runner.run_sweep('dataset-stats', [dict(r, run=r.get('run') or sweeps.stats_name(r)) for r in runs], template='dataset_stats', force=args.force)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
+        elif args.command == 'evaluate':
+            from classmix_lab.experiment import evaluate_run
+            r = evaluate_run(args.run_dir, **_literal_pairs(args.params))
+            print(f"{r['dataset']} {r['split']} ({r['n_images']} images, root {r['root']}): mIoU {r['miou']:.2f}")
+            for c, v in r['iou'].items(): print(f"  {c:<16} {'-' if v is None else f'{v:.1f}'}")
+            print(f"written to {r['file']}")
         elif args.command == 'splits':
             from classmix_lab.datasets import make_paper_splits
             for path in make_paper_splits(args.dataset, args.root, args.out, parse_seeds(args.seeds)): print(path)

@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/datasets.html.md"""
 
 # %% ../nbs/11_datasets.ipynb #715224b1
 from __future__ import annotations
-import struct, zlib
+import json, struct, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -17,9 +17,10 @@ from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['CITYSCAPES_LABELS', 'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_ID_OF_TRAIN_ID', 'SYNTHIA16_CLASSES',
-           'SYNTHIA13_CLASSES', 'SYNTHIA_IDS', 'VOC_CLASSES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'DATASETS',
-           'FAKE_SIZES', 'parse_size', 'LabDataset', 'cityscapes_label_map', 'to_cityscapes_ids', 'miou_over',
-           'Cityscapes', 'GTA5', 'synthia_label_map', 'read_class_channel', 'Synthia', 'VOC', 'CamVid', 'SynthStreets',
+           'SYNTHIA13_CLASSES', 'SYNTHIA_IDS', 'VOC_CLASSES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'FOLDER_PREFIX',
+           'IMAGE_SUFFIXES', 'DATASETS', 'FAKE_SIZES', 'parse_size', 'LabDataset', 'cityscapes_label_map',
+           'to_cityscapes_ids', 'miou_over', 'Cityscapes', 'GTA5', 'synthia_label_map', 'read_class_channel', 'Synthia',
+           'VOC', 'CamVid', 'SynthStreets', 'read_class_table', 'FolderDataset', 'folder_dataset', 'dataset_class',
            'get_dataset', 'write_png16', 'write_fake_dataset', 'make_paper_splits']
 
 # %% ../nbs/11_datasets.ipynb #1be1da28
@@ -247,15 +248,80 @@ class SynthStreets(LabDataset):
                          LabelMap.identity(len(ss.CLASSES), name='SynthStreets'), transform)
         self.style = style
 
+# %% ../nbs/11_datasets.ipynb #1e2f3a4b
+FOLDER_PREFIX = 'folder:'
+_TABLE_EXAMPLE = '{"classes": [{"name": "road", "color": [128, 64, 128]}, ...], "ignore": [255]}'
+
+def _byte(v) -> bool: return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255
+
+def read_class_table(root) -> tuple:
+    "(classes, palette, `LabelMap`) of a folder dataset, from `root/classes.json`; `DatasetError` naming what is wrong."
+    f = Path(root)/'classes.json'
+    if not f.is_file(): raise DatasetError(f"{f}: missing; a folder dataset needs a class table like {_TABLE_EXAMPLE}")
+    try: t = json.loads(f.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DatasetError(f"{f}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    entries = t.get('classes') if isinstance(t, dict) else None
+    if not isinstance(entries, list) or not entries: raise DatasetError(f"{f}: 'classes' must be a non-empty list, as in {_TABLE_EXAMPLE}")
+    names, colours, values = [], [], []
+    for i, c in enumerate(entries):
+        if not isinstance(c, dict) or not isinstance(c.get('name'), str) or not c['name'].strip():
+            raise DatasetError(f"{f}: class {i} must have a 'name' (a non-empty string)")
+        col, v = c.get('color', c.get('colour')), c.get('value', i)
+        if not (isinstance(col, list) and len(col) == 3 and all(map(_byte, col))):
+            raise DatasetError(f"{f}: class {c['name']!r}: 'color' must be [r, g, b] with values 0-255, got {col!r}")
+        if not _byte(v): raise DatasetError(f"{f}: class {c['name']!r}: 'value' must be an integer 0-255, got {v!r}")
+        names.append(c['name']); colours.append(col); values.append(v)
+    ignore = t.get('ignore', [IGNORE_INDEX])
+    if not isinstance(ignore, list) or not all(map(_byte, ignore)): raise DatasetError(f"{f}: 'ignore' must be a list of label values 0-255, got {ignore!r}")
+    for what, seq in (('class name', names), ('label value', values)):
+        dup = next((x for x in seq if seq.count(x) > 1), None)
+        if dup is not None: raise DatasetError(f"{f}: {what} {dup!r} appears twice")
+    both = sorted(set(values) & set(ignore))
+    if both: raise DatasetError(f"{f}: value {both[0]} is both a class and ignored")
+    table = {**{v: i for i, v in enumerate(values)}, **{v: IGNORE_INDEX for v in ignore}}
+    return tuple(names), np.array(colours, np.uint8), LabelMap(table, f'{f.name} class')
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+
+class FolderDataset(LabDataset):
+    "A user's dataset in the folder layout (`images/<split>/`, `labels/<split>/`, `classes.json`); made by `folder_dataset`."
+    name, folder = 'folder', None
+    def __init__(self, split:str='train', root=None, transform=None):
+        root = _check_root(root if root is not None else self.folder, self.name, ('images', 'labels'))
+        check_choice('split', split, self.splits)
+        classes, palette, label_map = read_class_table(root)
+        pairs = []
+        for ip in sorted(p for p in (root/'images'/split).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            lp = root/'labels'/split/f'{ip.stem}.png'
+            if not lp.is_file(): raise DatasetError(f"{lp}: label file is missing for image {ip}")
+            pairs.append((ip, lp))
+        super().__init__(root, split, pairs, classes, palette, label_map, transform)
+
+def folder_dataset(path) -> type:
+    "The dataset class of the folder at `path`: its splits (the folders of `images/`), 'val' validating when there is one."
+    root = Path(str(path)).expanduser().resolve()
+    if not root.is_dir(): raise DatasetError(f"{root}: no such folder (dataset=folder:PATH names a folder with images/, labels/ and classes.json)")
+    _check_root(root, 'folder', ('images', 'labels'))
+    read_class_table(root)
+    splits = tuple(sorted(d.name for d in (root/'images').iterdir() if d.is_dir()))
+    if 'train' not in splits: raise DatasetError(f"{root/'images'/'train'}: missing; a folder dataset needs images/train/ (its splits: {', '.join(splits) or 'none'})")
+    return type('FolderDataset', (FolderDataset,), dict(name=f'{FOLDER_PREFIX}{root}', folder=root, splits=splits,
+                                                       val_split='val' if 'val' in splits else None))
+
 # %% ../nbs/11_datasets.ipynb #8605b525
 DATASETS = {'synthstreets': SynthStreets, 'cityscapes': Cityscapes, 'voc': VOC, 'gta5': GTA5, 'synthia': Synthia, 'camvid': CamVid}
 
-def get_dataset(name:str, # a name in `DATASETS`
+def dataset_class(name:str) -> type:
+    "The class of dataset `name`: a name in `DATASETS`, or `folder:/path/to/data` (a folder in the folder layout)."
+    if str(name).startswith(FOLDER_PREFIX): return folder_dataset(str(name)[len(FOLDER_PREFIX):])
+    return DATASETS[check_choice('dataset', name, list(DATASETS))]
+
+def get_dataset(name:str, # a name in `DATASETS`, or 'folder:/path/to/data'
                 split:str|None=None, # split name; default the dataset's training split
-                root=None, # dataset root; default from the settings' `<name>_root`
+                root=None, # dataset root; default from the settings' `<name>_root` (a folder dataset's: its path)
                 **kwargs) -> LabDataset:
     "Create dataset `name`'s `split`."
-    cls = DATASETS[check_choice('dataset', name, list(DATASETS))]
+    cls = dataset_class(name)
     return cls(split=split or cls.train_split, root=root, **kwargs)
 
 # %% ../nbs/11_datasets.ipynb #683f1fc5

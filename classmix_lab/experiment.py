@@ -13,7 +13,7 @@ import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
-from .datasets import DATASETS, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
+from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings
@@ -28,7 +28,7 @@ __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrain
 @dataclass
 class ExperimentParams:
     "The parameters of one experiment (and of the experiment notebook)."
-    dataset: str = 'synthstreets'  # a name in `DATASETS`
+    dataset: str = 'synthstreets'  # a name in `DATASETS`, or 'folder:/path/to/data' (a dataset in the folder layout)
     style: str = 'real'  # SynthStreets style of the experiment's data: 'real' or 'sim'
     height: int = 96  # SynthStreets image size
     width: int = 192
@@ -155,7 +155,7 @@ def method_of(p:ExperimentParams):
 
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one."
-    check_choice('dataset', p.dataset, list(DATASETS)); check_choice('method', p.method, list(METHODS))
+    dataset_class(p.dataset); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
@@ -176,7 +176,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
     elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
     if p.label_relax < 1 or p.label_relax % 2 == 0: raise ParameterError(f"label_relax={p.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
-    if DATASETS[p.dataset].val_split is None:
+    if dataset_class(p.dataset).val_split is None:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
         raise ParameterError(f"init={p.init!r}: its weights file {pretrained_path(p.init)} is missing; make it with nbs/experiments/pretrain.ipynb")
@@ -253,7 +253,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     method = method_of(p)
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
     torch.manual_seed(p.seed)
-    cls = DATASETS[p.dataset]
+    cls = dataset_class(p.dataset)
     train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
     val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
     if p.source:   # domain adaptation: every source image labeled, the target's training images unlabeled (but target_labeled)
@@ -343,7 +343,8 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     run_dir = Path(run_dir)
     m = load_metrics(run_dir)
     p = ExperimentParams.from_dict(m['params'])
-    name = check_choice('dataset', dataset or p.dataset, list(DATASETS))
+    name = dataset or p.dataset
+    dataset_class(name)
     kw = {**(_dataset_kwargs(p) if name == p.dataset else {}), **dataset_kwargs}
     ds = get_dataset(name, split, root=root, **kw)
     if len(ds) == 0: raise ParameterError(f"{name} {split}: no images (root {ds.root})")
@@ -353,7 +354,9 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     model = load_run_model(run_dir, device)
     size = type(ds).eval_size
     r = evaluate(model, eval_batches(ds, size, 4 if size else 1, workers), ds.num_classes, device, ds.classes)
+    slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', t)
+    f = run_dir/f"eval_{slug(name)}_{slug(split)}.json"
     out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds),
-               miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'])
-    atomic_write(run_dir/f"eval_{re.sub(r'[^A-Za-z0-9_.-]+', '-', name)}_{re.sub(r'[^A-Za-z0-9_.-]+', '-', split)}.json", json.dumps(out, indent=1))
+               miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'], file=str(f))
+    atomic_write(f, json.dumps(out, indent=1))
     return out

@@ -122,3 +122,17 @@ def camvid(root, splits={'train': 4, 'val': 2, 'test': 2}, size=(18, 24)):
             lines.append(f'{split}/{name} {split}annot/{name}\n')
         (root/f'{split}.txt').write_text(''.join(lines))
     return root
+
+
+def folder(root, splits={'train': 6, 'val': 2}, size=(16, 24), table=True):
+    "The lab's folder layout: images/<split>/*.jpg, labels/<split>/*.png (values 0, 1, 5; 255 ignored) and classes.json."
+    import json
+    root, h, w = Path(root), *size
+    for split, n in splits.items():
+        for k in range(n):
+            save(root/'images'/split/f'frame{k:03d}.jpg', rgb(h, w))
+            save(root/'labels'/split/f'frame{k:03d}.png', label_from((0, 1, 5, 255), h, w, (0, 1, 5)), 'L')
+    if table:
+        (root/'classes.json').write_text(json.dumps({'classes': [{'name': 'floor', 'color': [120, 120, 120]}, {'name': 'wall', 'color': [200, 180, 90]},
+                                                                 {'name': 'door', 'color': [30, 60, 200], 'value': 5}], 'ignore': [255]}))
+    return root

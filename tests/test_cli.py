@@ -19,6 +19,7 @@ def cli(*args, env=None):
     (['run', 'colour=red'], "unknown parameter 'colour'"),
     (['sweep', 'grid', 'method=supervised,mixup'], "method='mixup' is not one of: supervised, classmix"),
     (['ablation', '--seeds', 'one'], "seeds='one' must be like '0', '0,1,2' or '0-9'"),
+    (['evaluate', '/no/such/run'], "/no/such/run/metrics.json: no metrics; is /no/such/run a finished run?"),
     (['dacs', '--name', 'sim to real'], "sweep='sim to real' must be letters, digits, '_', '.', '+' or '-'"),
 ])
 def test_bad_input_is_one_clear_line(args, message):
@@ -54,3 +55,16 @@ def test_demo_end_to_end(tmp_path):
     for r in runs: assert (reports/r['report']).is_file()
     for line in ('[1/4] demo/sim-pretrained', '[4/4] demo/classmix', 'it 2/2'):
         assert line in res.stdout                                                # progress in the terminal
+
+
+def test_evaluate_prints_and_writes_a_runs_scores_on_another_split(tmp_path):
+    from conftest import TINY
+    from classmix_lab.experiment import ExperimentParams, run_experiment
+    m = run_experiment(ExperimentParams.from_dict({**TINY, 'labeled': '4', 'iterations': 1, 'batch_size': 2, 'method': 'supervised',
+                                                   'out_dir': str(tmp_path/'run')}), progress=None).metrics
+    res = cli('evaluate', str(tmp_path/'run'), 'split=val')
+    assert res.returncode == 0, res.stderr
+    assert f"mIoU {m['miou']:.2f}" in res.stdout and 'road' in res.stdout
+    assert (tmp_path/'run'/'eval_synthstreets_val.json').is_file()
+    bad = cli('evaluate', str(tmp_path/'run'), 'split=test')
+    assert bad.returncode == 2 and "split='test'" in bad.stderr

@@ -306,3 +306,40 @@ def test_images_of_different_sizes_in_a_batch_are_an_error(tmp_path):
         next(LoaderBatches(ds, batch_size=4, seed=0, workers=0))
     sizes = [tuple(y.shape[-2:]) for _, y in eval_batches(ds, batch_size=1, workers=0)]      # evaluation: one at a time, as stored
     assert sizes == [ds.load(i)[1].shape for i in range(len(ds))]
+
+
+def test_a_users_folder_dataset_without_code(tmp_path):
+    import json
+    import numpy as np
+    from PIL import Image
+    import dataset_trees as trees
+    from classmix_lab.datasets import get_dataset, dataset_class
+    root = trees.folder(tmp_path/'mine')
+    ds = get_dataset(f'folder:{root}', 'train')
+    assert (len(ds), ds.classes, tuple(ds.palette[2])) == (6, ('floor', 'wall', 'door'), (30, 60, 200))
+    assert dataset_class(f'folder:{root}').splits == ('train', 'val') and dataset_class(f'folder:{root}').val_split == 'val'
+    img, lab = ds.load(0)
+    assert img.shape == (16, 24, 3) and lab[0, :3].tolist() == [0, 1, 2] and set(np.unique(lab)) <= {0, 1, 2, 255}
+    # bad input: each error names the file and what was expected
+    Image.fromarray(np.full((16, 24), 9, np.uint8)).save(root/'labels'/'train'/'frame001.png')
+    with pytest.raises(DatasetError, match=r"frame001.png: values \[9\] are not in the classes.json class table \(known: \[0, 1, 5, 255\]\)"):
+        ds.load(1)
+    Image.fromarray(np.zeros((15, 24), np.uint8)).save(root/'labels'/'train'/'frame002.png')
+    with pytest.raises(DatasetError, match=r"frame002.png: label is 24x15 but its image .*frame002.jpg is 24x16"):
+        ds.load(2)
+    (root/'labels'/'train'/'frame003.png').unlink()
+    with pytest.raises(DatasetError, match=r"frame003.png: label file is missing for image .*frame003.jpg"):
+        get_dataset(f'folder:{root}', 'train')
+    bare = trees.folder(tmp_path/'bare', table=False)
+    with pytest.raises(DatasetError, match=r"bare/classes.json: missing; a folder dataset needs a class table"):
+        get_dataset(f'folder:{bare}')
+    for table, msg in [({'classes': []}, "'classes' must be a non-empty list"),
+                       ({'classes': [{'name': 'a', 'color': [1, 2, 3]}, {'name': 'a', 'color': [1, 2, 3]}]}, "class name 'a' appears twice"),
+                       ({'classes': [{'name': 'a', 'color': [1, 2, 3], 'value': 255}]}, 'value 255 is both a class and ignored'),
+                       ({'classes': [{'name': 'a', 'color': [1, 2, 300]}]}, r"class 'a': 'color' must be \[r, g, b\] with values 0-255")]:
+        (bare/'classes.json').write_text(json.dumps(table))
+        with pytest.raises(DatasetError, match=msg): get_dataset(f'folder:{bare}')
+    (bare/'classes.json').write_text('{"classes": [')
+    with pytest.raises(DatasetError, match='classes.json: not valid JSON'): get_dataset(f'folder:{bare}')
+    with pytest.raises(ParameterError, match=r"split='test' is not one of: train, val"):
+        get_dataset(f'folder:{root}', 'test')

@@ -219,3 +219,16 @@ def test_a_finished_run_is_evaluated_on_another_split_or_style(tmp_path):
         evaluate_run(tmp_path/'run', dataset='camvid', split='test', root=trees.camvid(tmp_path/'camvid'))
     with pytest.raises(ParameterError, match=r"split='tset' is not one of"):
         evaluate_run(tmp_path/'run', split='tset')
+
+
+def test_an_experiment_and_its_evaluation_on_a_users_folder_dataset(tmp_path):
+    import dataset_trees as trees
+    from classmix_lab.experiment import evaluate_run
+    root = trees.folder(tmp_path/'mine')
+    p = ExperimentParams(dataset=f'folder:{root}', labeled='2', method='classmix', init='none', model='deeplabv2-tiny', iterations=2,
+                         batch_size=2, batch_size_u=2, workers=0, log_every=1, out_dir=str(tmp_path/'run'))
+    m = run_experiment(p, progress=None).metrics
+    assert m['status'] == 'ok' and m['classes'] == ['floor', 'wall', 'door'] and m['n_labeled'] == 2 and m['n_unlabeled'] == 4 and m['n_val'] == 2
+    r = evaluate_run(tmp_path/'run', split='train')
+    assert r['n_images'] == 6 and set(r['iou']) == {'floor', 'wall', 'door'}
+    assert Path(r['file']).parent == tmp_path/'run' and Path(r['file']).name.startswith('eval_folder-') and Path(r['file']).is_file()
