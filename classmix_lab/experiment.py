@@ -50,6 +50,8 @@ class ExperimentParams:
     freeze_bn: bool = False  # BatchNorm in eval mode with its pretrained statistics, not trained (French et al. Appendix C.3)
     label_relax: int = 1  # boundary label relaxation window of the supervised loss (Kim et al. Eq. 2; odd; 1: cross-entropy)
     class_uniform: bool = False  # draw labeled images class-uniformly (a class, then an image holding it) instead of by permutation
+    precision: str = 'auto'  # 'auto' (bf16 on a CUDA device that has it, fp32 on the CPU), 'bf16', 'fp16' (CUDA), 'fp32'
+    channels_last: bool = False  # channels-last memory layout of the network and its inputs
     ema_alpha: float = 0.99
     method_args: dict = field(default_factory=dict)  # the method's settings, e.g. {'tau': 0.9, 'strong_aug': True}; see `method_settings`
     source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
@@ -159,6 +161,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
+    TrainConfig(precision=p.precision).resolved_precision(resolve_device(p.device))
     for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
@@ -289,7 +292,8 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
-                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule, label_relax=p.label_relax)
+                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule, label_relax=p.label_relax,
+                      precision=p.precision, channels_last=p.channels_last)
     trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress,
                       log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist, n_labeled))
     trainer.fit()
@@ -302,7 +306,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
                    init=init_report, train_seconds=trainer.seconds, seconds=time.time() - t0,
                    ms_per_iteration=1000*trainer.seconds/max(p.iterations, 1), history=trainer.history,
                    confident=trainer.per_iteration('confident') if 'confident' in trainer.stat_names else [],
-                   align_to=list(distribution), device=str(device), torch=torch.__version__, machine=platform.machine(),
+                   align_to=list(distribution), device=str(device), precision=trainer.precision, estimate=trainer.estimate, torch=torch.__version__, machine=platform.machine(),
                    threads=torch.get_num_threads())
     if tuple(train_ds.classes) == SYNTHIA16_CLASSES:   # thesis Table 4.4 reports both
         metrics.update(miou13=100*miou_over({c: (None if v is None else v/100) for c, v in final['iou'].items()}, SYNTHIA13_CLASSES))

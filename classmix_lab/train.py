@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/train.html.md"""
 
 # %% ../nbs/06_train.ipynb #9f0fefe6
 from __future__ import annotations
-import copy, io, json, math, sys, time
+import contextlib, copy, io, json, math, sys, time
 from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -19,19 +19,21 @@ from .augment import (strong_augment, random_affine, affine_grid, warp, valid_ma
 from .model import param_groups, batchnorms
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS', 'TEACHERS', 'METHODS',
-           'BASE_STATS', 'TrainConfig', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss', 'RunInfo', 'Output',
-           'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig', 'Consistency', 'parse_range',
-           'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig',
-           'StructuredConsistency', 'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig',
-           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'mlp_head', 'ClassAttention',
-           'ContrastiveHeads', 'pixel_vectors', 'l1_weights', 'class_contrastive_loss', 'bank_candidates', 'push_fifo',
-           'ContrastiveConfig', 'ContrastiveMemoryBank', 'MethodSpec', 'register_method', 'method_settings',
-           'make_method', 'Trainer']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'AUTOCAST', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS',
+           'TEACHERS', 'METHODS', 'BASE_STATS', 'ESTIMATE_STEPS', 'TrainConfig', 'MeanTeacher', 'weight_map',
+           'pixel_loss', 'label_loss', 'RunInfo', 'Output', 'network_output', 'Step', 'Method', 'Supervised', 'Views',
+           'ConsistencyConfig', 'Consistency', 'parse_range', 'MixConfig', 'MixConsistency', 'DACSConfig',
+           'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig', 'StructuredConsistency', 'FrenchConfig',
+           'ICTConfig', 'InterpolationConsistency', 'AugmentConfig', 'AugmentConsistency', 'masked_kl', 'PhTPSConfig',
+           'PhTPSConsistency', 'mlp_head', 'ClassAttention', 'ContrastiveHeads', 'pixel_vectors', 'l1_weights',
+           'class_contrastive_loss', 'bank_candidates', 'push_fifo', 'ContrastiveConfig', 'ContrastiveMemoryBank',
+           'MethodSpec', 'register_method', 'method_settings', 'make_method', 'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 OPTIMIZERS = ('sgd', 'adam')
 SCHEDULES = ('poly', 'constant')
+PRECISIONS = ('auto', 'bf16', 'fp16', 'fp32')
+AUTOCAST = {'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 @dataclass
 class TrainConfig:
@@ -49,6 +51,8 @@ class TrainConfig:
     optimizer: str = 'sgd'  # 'sgd' or 'adam'
     schedule: str = 'poly'  # 'poly' or 'constant'
     label_relax: int = 1  # window w of boundary label relaxation in the supervised loss (Kim et al. Eq. 2); 1: cross-entropy
+    precision: str = 'auto'  # 'auto' (bf16 on a CUDA device that has it, else fp32), 'bf16', 'fp16' (CUDA, with a gradient scaler), 'fp32'
+    channels_last: bool = False  # the network and its inputs in channels-last memory layout
 
     def __post_init__(self):
         if self.label_relax < 1 or self.label_relax % 2 == 0: raise ParameterError(f"label_relax={self.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
@@ -58,11 +62,19 @@ class TrainConfig:
         if not 0 <= self.ema_alpha < 1: raise ParameterError(f"ema_alpha={self.ema_alpha} must be in [0, 1)")
         if self.weight_decay < 0: raise ParameterError(f"weight_decay={self.weight_decay} must be >= 0")
         check_choice('optimizer', self.optimizer, OPTIMIZERS); check_choice('schedule', self.schedule, SCHEDULES)
+        check_choice('precision', self.precision, PRECISIONS)
 
     def make_optimizer(self, groups:list) -> torch.optim.Optimizer:
         "The optimiser of `groups` (dicts with params, lr and lr_mult)."
         if self.optimizer == 'adam': return torch.optim.Adam(groups, lr=self.lr)
         return torch.optim.SGD(groups, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+
+    def resolved_precision(self, device) -> str:
+        "The precision this config means on `device`: 'auto' resolved; fp16 refused off CUDA."
+        device = torch.device(device)
+        if self.precision == 'auto': return 'bf16' if device.type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
+        if self.precision == 'fp16' and device.type != 'cuda': raise ParameterError("precision='fp16' needs a CUDA device (a gradient scaler guards its range); use bf16 or fp32 here")
+        return self.precision
 
     def lr_at(self, k:int) -> float:
         "The base learning rate of step `k`."
@@ -218,6 +230,7 @@ class Method(nn.Module):
     features: bool = False  # needs the per-pixel features of the labeled forward
     min_batch_u: int = 1  # the smallest unlabeled batch it works with
     stats: tuple = ()  # names of the statistics `unsupervised` returns
+    host_sync: bool = False  # its step reads values back to the host (a per-class loop over what the batch holds)
     name: str = ''  # the registry name it was made under (set by `make_method`)
 
     def __init__(self, config=None, **settings):
@@ -761,6 +774,7 @@ class ContrastiveMemoryBank(Method):
     "Alonso et al.: pseudo-labels on ClassMixed views, entropy minimisation and pixel contrastive learning from a class-wise memory bank."
     Config = ContrastiveConfig
     features, min_batch_u = True, 2
+    host_sync = True   # the per-class loops read the bank's fill and select each class's vectors
     stats = ('loss_u', 'loss_ent', 'loss_contr', 'confident', 'bank_fill', 'att_mean', 'att_std')
 
     def check(self, run:RunInfo):
@@ -936,6 +950,9 @@ class Trainer:
         self.method.check(self.run); self.method.setup(self.run); self.method.to(self.device)
         self.checkpoint, self.progress = (Path(checkpoint) if checkpoint else None), check_choice('progress', progress, ('bar', 'log', None))
         self.log_file = Path(log_file) if log_file else None
+        self.precision = self.cfg.resolved_precision(self.device)
+        if self.cfg.channels_last: model.to(memory_format=torch.channels_last)   # before the teacher copies it
+        self.scaler = torch.amp.GradScaler('cuda') if self.precision == 'fp16' else None
         self.mean_teacher = MeanTeacher(model, self.cfg.ema_alpha, self.method.ema_modules())
         groups = param_groups(model, self.cfg.lr, self.cfg.classifier_lr_mult) + self.method.param_groups(self.cfg.lr)
         self.opt = self.cfg.make_optimizer(groups)
@@ -943,6 +960,7 @@ class Trainer:
         self.stat_names = BASE_STATS + tuple(self.method.stats)
         self.stats = torch.full((self.cfg.iterations, len(self.stat_names)), float('nan'), device=self.device)
         self.iteration, self.history, self.seconds, self._resumed = 0, [], 0., None
+        self.estimate = None  # time per iteration, peak memory and expected total, measured after the first steps of `fit`
 
     @property
     def teacher(self): return self.mean_teacher.teacher
@@ -959,16 +977,19 @@ def step(self:Trainer, k:int):
     lr = self.set_lr(k)
     batch = next(self.labeled)   # (images, labels) or, with source and target labels, (images, labels, is_target)
     x_l, y_l = batch[:2]
-    out_l = network_output(self.model, x_l, self.method.features)
     x_u = next(self.unlabeled)[0] if self.method.unlabeled else None
-    step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g,
-                self.cfg.label_relax, batch[2] if len(batch) > 2 else None)
-    loss_l = self.method.supervised_loss(step)
-    loss_u, extra = self.method.unsupervised(step)
-    loss = loss_l + loss_u
+    if self.cfg.channels_last: x_l, x_u = (None if x is None else x.contiguous(memory_format=torch.channels_last) for x in (x_l, x_u))
+    dtype = AUTOCAST.get(self.precision)
+    with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():   # losses cast logits to fp32
+        out_l = network_output(self.model, x_l, self.method.features)
+        step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g,
+                    self.cfg.label_relax, batch[2] if len(batch) > 2 else None)
+        loss_l = self.method.supervised_loss(step)
+        loss_u, extra = self.method.unsupervised(step)
+        loss = loss_l + loss_u
     self.opt.zero_grad(set_to_none=True)
-    loss.backward()
-    self.opt.step()
+    if self.scaler is None: loss.backward(); self.opt.step()
+    else: self.scaler.scale(loss).backward(); self.scaler.step(self.opt); self.scaler.update()
     self.mean_teacher.update(k, self.method.ema_decay(step, self.mean_teacher))
     row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
     self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in self.stat_names])
@@ -985,7 +1006,7 @@ def _method_record(m:Method) -> dict: return dict(name=m.name, settings=m.settin
 def save_checkpoint(self:Trainer):
     "Write the full training state to `self.checkpoint`, atomically."
     state = dict(iteration=self.iteration, student=self.model.state_dict(), teacher=self.teacher.state_dict(),
-                 teacher_heads=_state(self.mean_teacher.heads), optimizer=self.opt.state_dict(),
+                 teacher_heads=_state(self.mean_teacher.heads), optimizer=self.opt.state_dict(), scaler=_state(self.scaler),
                  generator=self.g.get_state(), torch_rng=torch.get_rng_state(),
                  labeled=_state(self.labeled), unlabeled=_state(self.unlabeled), method_state=self.method.state_dict(),
                  stats=self.stats.cpu(), stat_names=list(self.stat_names),
@@ -998,12 +1019,15 @@ def load_checkpoint(self:Trainer) -> bool:
     "Restore the training state from `self.checkpoint`; False if there is none."
     if not (self.checkpoint and self.checkpoint.is_file()): return False
     st = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
-    if st['config'] != asdict(self.cfg) or st['method'] != _method_record(self.method):
+    config = {**{f.name: f.default for f in fields(TrainConfig)}, **st['config']}   # a checkpoint from before a setting existed has its default
+    if config != asdict(self.cfg) or st['method'] != _method_record(self.method):
         raise ParameterError(f"{self.checkpoint}: checkpoint was written by a run with other settings; use another run folder or delete it")
     self.model.load_state_dict(st['student']); self.teacher.load_state_dict(st['teacher'])
     self.method.load_state_dict(st['method_state'])
     if self.mean_teacher.heads is not None: self.mean_teacher.heads.load_state_dict(st['teacher_heads'])
-    self.opt.load_state_dict(st['optimizer']); self.g.set_state(st['generator'].cpu() if self.device.type == 'cpu' else st['generator'])
+    self.opt.load_state_dict(st['optimizer'])
+    if self.scaler is not None and st.get('scaler'): self.scaler.load_state_dict(st['scaler'])
+    self.g.set_state(st['generator'].cpu() if self.device.type == 'cpu' else st['generator'])
     torch.set_rng_state(st['torch_rng'].cpu())
     for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled')):
         if st.get(key) is not None: src.load_state_dict(st[key])
@@ -1029,6 +1053,29 @@ def _fmt(row, total):
     parts.append(f"{row['seconds']/max(row['iteration'], 1)*1000:.0f} ms/it")
     return ' | '.join(parts)
 
+ESTIMATE_STEPS = 5  # steps timed (after the first) for the estimate printed before the run goes on
+
+def _synced_time(device) -> float:
+    "The wall clock once the device has finished its queued work (one synchronisation, outside the steps)."
+    if device.type == 'cuda': torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+def _peak_memory_mb(device) -> tuple:
+    "(peak memory in MB, what it measures): the device's allocations on CUDA, the process's resident memory on the CPU."
+    if device.type == 'cuda': return torch.cuda.max_memory_allocated(device)/2**20, 'CUDA allocated'
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, 'process resident (CPU)'
+
+def _estimate(self:Trainer, seconds_per_step:float, k:int) -> dict:
+    mem, what = _peak_memory_mb(self.device)
+    K = self.cfg.iterations
+    return dict(ms_per_iteration=1000*seconds_per_step, timed_steps=k - 1, peak_memory_mb=mem, memory=what,
+                expected_total_s=seconds_per_step*K, expected_remaining_s=seconds_per_step*(K - k), precision=self.precision)
+
+def _fmt_estimate(e:dict) -> str:
+    return (f"measured: {e['ms_per_iteration']:.0f} ms/iteration ({e['precision']}), peak memory {e['peak_memory_mb']:.0f} MB ({e['memory']}); "
+            f"expected {e['expected_total_s']/60:.1f} min in all, {e['expected_remaining_s']/60:.1f} min from now")
+
 @patch
 def fit(self:Trainer):
     "Train until `config.iterations` (resuming from the checkpoint if there is one); returns the history."
@@ -1042,12 +1089,16 @@ def fit(self:Trainer):
         from tqdm.auto import tqdm
         bar = tqdm(total=K, initial=self.iteration, desc='training', mininterval=1)
     self.model.train(); self.method.train()
-    t0 = time.perf_counter() - self.seconds
+    t0, start, t_warm = time.perf_counter() - self.seconds, self.iteration, None
     while self.iteration < K:
         self.step(self.iteration)
         self.iteration += 1
         k = self.iteration
         self.seconds = time.perf_counter() - t0
+        if self.estimate is None and k == start + 1: t_warm = _synced_time(self.device)   # the first step (allocation, warm-up) is not timed
+        elif self.estimate is None and t_warm is not None and k == min(K, start + 1 + ESTIMATE_STEPS):
+            self.estimate = _estimate(self, (_synced_time(self.device) - t_warm)/(k - start - 1), k)
+            if self.progress: print(_fmt_estimate(self.estimate), flush=True)
         if k % cfg.log_every == 0 or k == K:
             row = _log_row(self, k)
             if self.log_file:

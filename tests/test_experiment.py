@@ -173,6 +173,7 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     (dict(method='contrastive', source='synthstreets-sim'), r"some target images must be labeled \(target_labeled=...\)"),
     (dict(target_labeled='4'), r"target_labeled='4' labels target images of a domain adaptation run: give source= too"),
     (dict(label_relax=4), r"label_relax=4 must be an odd window size >= 1"),
+    (dict(precision='fp16', device='cpu'), r"precision='fp16' needs a CUDA device"),
 ])
 def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
     with pytest.raises(ParameterError, match=msg):
@@ -200,9 +201,11 @@ def test_semi_supervised_domain_adaptation_mixes_source_and_target_labels(tmp_pa
     assert len(m['method_summary']['bank_fill']) == 11 and m['method_summary']['bank_size'] == 256
 
 
-def test_label_relaxation_and_class_uniform_sampling_reach_the_run(tmp_path):
-    exp = run_experiment(params(tmp_path, method='supervised', label_relax=3, class_uniform=True, iterations=2), progress=None)
+def test_label_relaxation_class_uniform_sampling_and_precision_reach_the_run(tmp_path):
+    exp = run_experiment(params(tmp_path, method='supervised', label_relax=3, class_uniform=True, iterations=2,
+                                precision='bf16', channels_last=True), progress=None)
     assert exp.trainer.cfg.label_relax == 3 and exp.trainer.labeled.by_class is not None
+    assert exp.metrics['precision'] == 'bf16' and exp.trainer.cfg.channels_last and 0 <= exp.metrics['miou'] <= 100
     assert exp.metrics['params']['label_relax'] == 3 and exp.metrics['params']['class_uniform'] is True
 
 
