@@ -21,8 +21,8 @@ from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
-           'split_file', 'labeled_names', 'run_info', 'method_of', 'validate', 'Experiment', 'class_distribution',
-           'run_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
+           'split_file', 'labeled_names', 'eval_window', 'run_info', 'method_of', 'validate', 'Experiment',
+           'class_distribution', 'run_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -52,6 +52,7 @@ class ExperimentParams:
     class_uniform: bool = False  # draw labeled images class-uniformly (a class, then an image holding it) instead of by permutation
     precision: str = 'auto'  # 'auto' (bf16 on a CUDA device that has it, fp32 on the CPU), 'bf16', 'fp16' (CUDA), 'fp32'
     channels_last: bool = False  # channels-last memory layout of the network and its inputs
+    eval_window: str = 'none'  # sliding-window evaluation: 'none' (whole images), 'crop' (windows of the training crop) or '512x512'
     ema_alpha: float = 0.99
     method_args: dict = field(default_factory=dict)  # the method's settings, e.g. {'tau': 0.9, 'strong_aug': True}; see `method_settings`
     source: str = ''  # domain adaptation: the labeled source domain (a name in `SOURCES`); '' for semi-supervised learning
@@ -143,6 +144,14 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
     return chosen
 
+def eval_window(p:ExperimentParams):
+    "The (h, w) window of sliding-window evaluation, or None for whole images."
+    s = str(p.eval_window).strip().lower()
+    if s != 'crop': return parse_size(p.eval_window, 'eval_window')
+    c = dataset_class(p.dataset).default_crop if str(p.crop).strip().lower() == 'auto' else parse_size(p.crop)
+    if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={p.crop!r}); give the window's size, e.g. eval_window=512x512")
+    return tuple(c)
+
 def run_info(p:ExperimentParams, num_classes:int=0, class_distribution=None, n_labeled:int=0) -> RunInfo:
     "What the method of `p` may know of its run."
     return RunInfo(iterations=p.iterations, num_classes=num_classes, source=bool(p.source), batch_size=p.batch_size,
@@ -170,6 +179,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     if not p.lr > 0: raise ParameterError(f"lr={p.lr} must be positive")
     if not 0 <= p.ema_alpha < 1: raise ParameterError(f"ema_alpha={p.ema_alpha} must be in [0, 1)")
     if str(p.crop).strip().lower() != 'auto': parse_size(p.crop)
+    eval_window(p)
     method = method_of(p)
     if p.source:
         check_choice('source', p.source, list(SOURCES))
@@ -288,7 +298,8 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     val_batches, xv, yv = _val_data(p, val_ds)
     model, init_report = _init_model(p, train_ds.num_classes, device)
     if p.freeze_bn: model.set_freeze_bn(True)
-    evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes)
+    window = eval_window(p)
+    evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes, window)
     start = evaluate_on_val(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
@@ -342,6 +353,7 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
                  split:str='val', # the split to score
                  root=None, # the dataset's root; default: the settings' `<dataset>_root`
                  device='cpu', workers:int=2,
+                 window='run', # sliding-window evaluation: 'run' (as the run was evaluated), 'none', or a size such as '512x512'
                  **dataset_kwargs) -> dict: # further arguments of the dataset (default, for the run's own dataset: the run's, e.g. a SynthStreets style)
     "mIoU and per-class IoU of a finished run on `split` of `dataset`, also written to `run_dir/eval_<dataset>_<split>.json`."
     run_dir = Path(run_dir)
@@ -357,10 +369,11 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     device = resolve_device(device)
     model = load_run_model(run_dir, device)
     size = type(ds).eval_size
-    r = evaluate(model, eval_batches(ds, size, 4 if size else 1, workers), ds.num_classes, device, ds.classes)
+    win = eval_window(p) if str(window) == 'run' else parse_size(window, 'window')
+    r = evaluate(model, eval_batches(ds, size, 4 if size else 1, workers), ds.num_classes, device, ds.classes, win)
     slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', t)
     f = run_dir/f"eval_{slug(name)}_{slug(split)}.json"
-    out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds),
+    out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds), window=win,
                miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'], file=str(f))
     atomic_write(f, json.dumps(out, indent=1))
     return out

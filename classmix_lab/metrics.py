@@ -10,7 +10,7 @@ import torch, torch.nn.functional as F
 from .config import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['ConfusionMatrix', 'predict', 'evaluate', 'tensor_batches']
+__all__ = ['ConfusionMatrix', 'window_starts', 'sliding_probs', 'predict', 'evaluate', 'tensor_batches']
 
 # %% ../nbs/05_metrics.ipynb #0c08c209
 class ConfusionMatrix:
@@ -45,21 +45,43 @@ class ConfusionMatrix:
                     iou={c: (None if v != v else 100*v) for c, v in zip(names, iou)})
 
 # %% ../nbs/05_metrics.ipynb #f0082e23
+def window_starts(n:int, w:int, overlap:float=1/3) -> list:
+    "Offsets of windows of `w` that cover [0, n), neighbours sharing at least `overlap` of a window, the last flush with the end."
+    if w >= n: return [0]
+    return list(range(0, n - w, max(1, int(w*(1 - overlap))))) + [n - w]
+
+@torch.no_grad()
+def sliding_probs(model, images:torch.Tensor, # (N, 3, H, W) in [0, 1]
+                  window, # (h, w) the window the network sees (the training crop)
+                  overlap:float=1/3) -> torch.Tensor:
+    "Class probabilities (N, C, H, W): the mean of the softmax over the windows that cover each pixel."
+    N, _, H, W = images.shape
+    h, w = min(int(window[0]), H), min(int(window[1]), W)
+    out, count = None, images.new_zeros(1, 1, H, W)
+    for y0 in window_starts(H, h, overlap):
+        for x0 in window_starts(W, w, overlap):
+            p = model(images[..., y0:y0 + h, x0:x0 + w]).float().softmax(1)
+            if out is None: out = images.new_zeros(N, p.shape[1], H, W, dtype=torch.float32)
+            out[..., y0:y0 + h, x0:x0 + w] += p; count[..., y0:y0 + h, x0:x0 + w] += 1
+    return out/count
+
 @torch.no_grad()
 def predict(model, images:torch.Tensor, # (N, 3, h, w) in [0, 1]
-            size=None) -> torch.Tensor: # output (H, W); default the input size
+            size=None, # output (H, W); default the input size
+            window=None) -> torch.Tensor: # (h, w): average windows of this size sliding over larger images
     "Class probabilities (N, C, H, W) of `model` in eval mode (the model is put back in its previous mode)."
     was_training = model.training
     model.eval()   # in train mode BatchNorm would normalise with these images' statistics and fold them into its running ones
-    try: logits = model(images)
+    try: out = model(images) if window is None else sliding_probs(model, images, window)
     finally: model.train(was_training)
-    if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits, size=size, mode='bilinear', align_corners=True)
-    return logits.softmax(1)
+    if size is not None and tuple(out.shape[-2:]) != tuple(size):   # whole images: the logits are upsampled, then the softmax
+        out = F.interpolate(out, size=size, mode='bilinear', align_corners=True)
+    return out.softmax(1) if window is None else out
 
 @torch.no_grad()
 def evaluate(model, batches, # iterable of (images float [0, 1], labels long)
-             num_classes:int, device='cpu', classes=None) -> dict:
+             num_classes:int, device='cpu', classes=None,
+             window=None) -> dict: # (h, w): sliding-window evaluation of images larger than it (None: whole images)
     "`ConfusionMatrix.summary` of `model` over `batches` (the model is put back in its previous mode)."
     was_training = model.training
     model.eval()
@@ -67,7 +89,8 @@ def evaluate(model, batches, # iterable of (images float [0, 1], labels long)
     try:
         for x, y in batches:
             x, y = x.to(device), y.to(device)
-            cm.update(model(x).argmax(1) if y.shape[-2:] == x.shape[-2:] else predict(model, x, y.shape[-2:]).argmax(1), y)
+            whole = window is None and y.shape[-2:] == x.shape[-2:]
+            cm.update(model(x).argmax(1) if whole else predict(model, x, y.shape[-2:], window).argmax(1), y)
     finally: model.train(was_training)
     return dict(cm.summary(classes), confusion=cm.mat.cpu().tolist())
 

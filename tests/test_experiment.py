@@ -174,6 +174,8 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     (dict(target_labeled='4'), r"target_labeled='4' labels target images of a domain adaptation run: give source= too"),
     (dict(label_relax=4), r"label_relax=4 must be an odd window size >= 1"),
     (dict(precision='fp16', device='cpu'), r"precision='fp16' needs a CUDA device"),
+    (dict(eval_window='crop'), r"eval_window='crop': this run trains on whole images"),
+    (dict(eval_window='wide'), r"eval_window='wide' is not a size"),
 ])
 def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
     with pytest.raises(ParameterError, match=msg):
@@ -235,3 +237,14 @@ def test_an_experiment_and_its_evaluation_on_a_users_folder_dataset(tmp_path):
     r = evaluate_run(tmp_path/'run', split='train')
     assert r['n_images'] == 6 and set(r['iou']) == {'floor', 'wall', 'door'}
     assert Path(r['file']).parent == tmp_path/'run' and Path(r['file']).name.startswith('eval_folder-') and Path(r['file']).is_file()
+
+
+def test_sliding_window_evaluation_of_a_run(tmp_path):
+    "Windows of the training crop slide over the larger validation images; the same model scored on whole images differs."
+    from classmix_lab.experiment import evaluate_run
+    m = run_experiment(params(tmp_path, method='supervised', iterations=2, crop='24x48', eval_window='crop', workers=0), progress=None).metrics
+    assert m['params']['eval_window'] == 'crop'
+    same = evaluate_run(tmp_path/'run', workers=0)                      # as the run was evaluated: windows of 24x48
+    whole = evaluate_run(tmp_path/'run', window='none', workers=0)
+    assert tuple(same['window']) == (24, 48)
+    assert same['miou'] == pytest.approx(m['miou'], abs=1e-6) and whole['window'] is None and whole['miou'] != same['miou']
