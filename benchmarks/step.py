@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 from classmix_lab.config import IGNORE_INDEX
 from classmix_lab.data import TensorBatches
 from classmix_lab.model import get_model, param_groups
-from classmix_lab.train import Trainer, TrainConfig, RunInfo, make_method
+from classmix_lab.train import Trainer, TrainConfig, RunInfo, make_method, AUTOCAST
 
 #: dense bf16 peak TFLOP/s of the GPUs the lab is run on (vendor data sheets, without sparsity)
 BF16_PEAK_TFLOPS = {'H200': 989., 'H100': 989., 'A100': 312., 'L40S': 362., 'A10': 125., 'RTX 4090': 165., 'RTX 3090': 71.}
@@ -111,7 +111,7 @@ class ReferenceClassMix:
 def network_only(tr:Trainer):
     "The passes of a ClassMix step alone: student on labeled and on (unmixed) unlabeled images with backward, teacher on unlabeled."
     x_l, y_l = next(tr.labeled); x_u = next(tr.unlabeled)[0]
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(tr.precision)
+    dtype = AUTOCAST.get(tr.precision)
     ctx = torch.autocast(tr.device.type, dtype=dtype) if dtype else torch.autocast(tr.device.type, enabled=False)
     with ctx:
         with torch.no_grad(): tr.teacher(x_u)

@@ -98,6 +98,11 @@ class SegDataset(torch.utils.data.Dataset):
         "Image (H, W, 3) uint8 of item `i` (without its label)."
         return read_image(self.pairs[i][0])
 
+    def load_label(self, i:int) -> np.ndarray:
+        "Remapped label (H, W) uint8 of item `i`, without reading its image (class statistics, class-uniform sampling)."
+        lp = self.pairs[i][1]
+        return self.label_map(self.read_label(lp), lp)
+
     def load(self, i:int):
         "Image (H, W, 3) uint8 and remapped label (H, W) uint8 of item `i`, checked."
         ip, lp = self.pairs[i]
@@ -368,7 +373,7 @@ class LoaderBatches:
         if class_uniform and not labels: raise ParameterError("class-uniform sampling needs labels")
         self.ds, self.batch_size, self.transform, self.seed = ds, batch_size, transform, seed
         self.device, self.workers, self.labels = torch.device(device), workers, labels
-        self.by_class = images_by_class((ds.load(i)[1] for i in range(len(ds))), class_uniform) if class_uniform else None
+        self.by_class = images_by_class((ds.load_label(i) for i in range(len(ds))), class_uniform) if class_uniform else None
         self.consumed, self._it = 0, None
 
     def __len__(self): return len(self.ds)

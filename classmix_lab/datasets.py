@@ -51,9 +51,14 @@ class LabDataset(SegDataset):
     paper_labeled = ()  # the labeled amounts of the papers
 
     @classmethod
+    def crop_size(cls, crop='auto') -> tuple|None: # 'auto': the paper's crop; 'none'; or a size such as 512 or '512x1024'
+        "The (height, width) of the training crop `crop` means for this dataset, or None (whole images)."
+        return cls.default_crop if (isinstance(crop, str) and crop.strip().lower() == 'auto') else parse_size(crop)
+
+    @classmethod
     def train_transform(cls, crop='auto'): # 'auto': the paper's crop; 'none'; or a size such as 512 or '512x1024'
         "The joint transform of the papers' training images (None when images are used as stored)."
-        c = cls.default_crop if (isinstance(crop, str) and crop.strip().lower() == 'auto') else parse_size(crop)
+        c = cls.crop_size(crop)
         ts = ([Resize(*cls.train_size)] if cls.train_size else []) + list(cls.augment) + ([RandomCrop(*c)] if c else []) + ([RandomHFlip()] if cls.flip else [])
         return Compose(ts) if ts else None
 

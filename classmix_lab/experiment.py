@@ -148,7 +148,7 @@ def eval_window(p:ExperimentParams):
     "The (h, w) window of sliding-window evaluation, or None for whole images."
     s = str(p.eval_window).strip().lower()
     if s != 'crop': return parse_size(p.eval_window, 'eval_window')
-    c = dataset_class(p.dataset).default_crop if str(p.crop).strip().lower() == 'auto' else parse_size(p.crop)
+    c = dataset_class(p.dataset).crop_size(p.crop)
     if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={p.crop!r}); give the window's size, e.g. eval_window=512x512")
     return tuple(c)
 
@@ -256,7 +256,7 @@ def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
     counts = torch.zeros(num_classes, dtype=torch.float64)
     step = max(1, len(ds)//max_images)
     for i in range(0, len(ds), step):
-        lab = torch.from_numpy(ds.load(i)[1].astype('int64')).flatten()
+        lab = torch.from_numpy(ds.load_label(i).astype('int64')).flatten()
         counts += torch.bincount(lab[lab < num_classes], minlength=num_classes).double()
     return tuple((counts/counts.sum().clamp_min(1)).tolist())
 

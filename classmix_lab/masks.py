@@ -16,7 +16,7 @@ __all__ = ['LATTICE_RATIO', 'MASKS', 'ERASING', 'mix', 'paste_onto_next', 'erase
            'classmix_masks', 'box_rects', 'box_masks', 'gaussian_kernels', 'filter_pass', 'gaussian_blur',
            'proportion_threshold', 'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas', 'mixup',
            'box_owners', 'multibox_masks', 'cutmix_masks', 'cutout_masks', 'cowmix_masks', 'cowout_masks',
-           'mask_params', 'make_masks']
+           'mask_params', 'check_mask_params', 'make_masks']
 
 # %% ../nbs/03_masks.ipynb #6c2064a9
 def _check_mask(mask:torch.Tensor):
@@ -388,13 +388,18 @@ def mask_params(kind:str) -> dict:
     sig = inspect.signature(MASKS[check_choice('mask', kind, list(MASKS))]).parameters
     return {n: v.default for n, v in list(sig.items())[3:]}
 
+def check_mask_params(kind:str, params:dict) -> dict:
+    "`params` if they are all parameters of mask `kind`, else `ParameterError` naming the first that is not."
+    known = mask_params(kind)
+    bad = [k for k in params if k not in known]
+    if bad: raise ParameterError(f"mask {kind!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+    return params
+
 def make_masks(kind:str, # a key of `MASKS`
                labels:torch.Tensor, # (B, H, W) labels or pseudo-labels (integer)
                num_classes:int, # classes of the labels (ClassMix)
                generator:torch.Generator|None=None, # on the labels' device
                **params) -> torch.Tensor: # the kind's parameters, see `mask_params`
     "(B, H, W) bool masks of kind `kind`."
-    known = mask_params(kind)
-    bad = [k for k in params if k not in known]
-    if bad: raise ParameterError(f"mask {kind!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
+    params = check_mask_params(kind, params)   # first: an unknown kind is named, not a KeyError
     return MASKS[kind](labels, num_classes, generator, **params)

@@ -730,7 +730,7 @@ def bank_candidates(z:torch.Tensor, # (N, D) teacher projections of labeled pixe
     s = score(c, zc) if score is not None and len(zc) > 1 else zc.new_zeros(len(zc))
     order = torch.argsort(ic.to(s.dtype)*4 - s, stable=True)              # by image, then by score, highest first
     i_sorted = ic[order]
-    count = torch.bincount(i_sorted, minlength=int(img.max()) + 1)
+    count = torch.bincount(i_sorted)
     rank = torch.arange(len(order), device=z.device) - (count.cumsum(0) - count)[i_sorted]   # position within its image
     return zc[order[rank < k]]
 

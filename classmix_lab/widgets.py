@@ -15,7 +15,7 @@ from fastcore.basics import patch
 from .config import IGNORE_INDEX, ParameterError, check_choice, resolve_device
 from .data import DatasetError
 from .datasets import DATASETS, get_dataset
-from .masks import MASKS, ERASING, make_masks, mask_params, mix, erase, mixup, mixup_lambdas, box_owners
+from .masks import MASKS, ERASING, make_masks, mask_params, check_mask_params, mix, erase, mixup, mixup_lambdas, box_owners
 from .augment import tps_grid, phtps_photometric, warp, valid_mask
 from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
 from .metrics import predict
@@ -94,10 +94,8 @@ def mask_example(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
         if probs is not None: out['mixed_pseudo'] = warp(pseudo[:1], grid)[0].cpu().numpy()
     else:
         src = labels if mask_from == 'label' else pseudo
-        if kind == 'multibox':   # the boxes themselves, for the figure
-            known = mask_params(kind); bad = [k for k in params if k not in known]
-            if bad: raise ParameterError(f"mask 'multibox' has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
-            owners, rects = box_owners(src.shape, g, params.get('n', 32), params.get('p'), src.device)
+        if kind == 'multibox':   # the boxes themselves, for the figure (the mask `make_masks` would make from the same draws)
+            owners, rects = box_owners(src.shape, g, device=src.device, **check_mask_params(kind, params))
             M = (owners >= 0)[:1]
             n = rects.shape[1]
             out.update(boxes=rects[0].long().tolist(), sc_boxes=list(range(max(0, n - sc_boxes), n)))
