@@ -1066,10 +1066,10 @@ def _peak_memory_mb(device) -> tuple:
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024, 'process resident (CPU)'
 
-def _estimate(self:Trainer, seconds_per_step:float, k:int) -> dict:
+def _estimate(self:Trainer, seconds_per_step:float, k:int, timed:int) -> dict:
     mem, what = _peak_memory_mb(self.device)
     K = self.cfg.iterations
-    return dict(ms_per_iteration=1000*seconds_per_step, timed_steps=k - 1, peak_memory_mb=mem, memory=what,
+    return dict(ms_per_iteration=1000*seconds_per_step, timed_steps=timed, peak_memory_mb=mem, memory=what,
                 expected_total_s=seconds_per_step*K, expected_remaining_s=seconds_per_step*(K - k), precision=self.precision)
 
 def _fmt_estimate(e:dict) -> str:
@@ -1097,7 +1097,7 @@ def fit(self:Trainer):
         self.seconds = time.perf_counter() - t0
         if self.estimate is None and k == start + 1: t_warm = _synced_time(self.device)   # the first step (allocation, warm-up) is not timed
         elif self.estimate is None and t_warm is not None and k == min(K, start + 1 + ESTIMATE_STEPS):
-            self.estimate = _estimate(self, (_synced_time(self.device) - t_warm)/(k - start - 1), k)
+            self.estimate = _estimate(self, (_synced_time(self.device) - t_warm)/(k - start - 1), k, k - start - 1)
             if self.progress: print(_fmt_estimate(self.estimate), flush=True)
         if k % cfg.log_every == 0 or k == K:
             row = _log_row(self, k)

@@ -78,5 +78,7 @@ def test_a_run_measures_and_prints_its_time_and_memory_after_the_first_steps(cap
     assert e['timed_steps'] == 5 and e['ms_per_iteration'] > 0 and e['peak_memory_mb'] > 0 and e['precision'] == 'fp32'
     assert e['expected_total_s'] == pytest.approx(e['ms_per_iteration']*8/1000)
     assert 'measured: ' in capsys.readouterr().out
+    resumed = _supervised(iterations=20); resumed.iteration = 10; resumed.fit()    # a run resumed at 10 times steps 12-16
+    assert resumed.estimate['timed_steps'] == 5 and resumed.estimate['expected_remaining_s'] == pytest.approx(resumed.estimate['ms_per_iteration']*4/1000)
     short = _supervised(iterations=1); short.fit()
     assert short.estimate is None, 'nothing to time after the first step'
