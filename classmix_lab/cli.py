@@ -1,4 +1,4 @@
-"""`classmix-lab demo | run | sweep | index`: the runner from a terminal.
+"""`classmix-lab demo | run | sweep | index`: the runner from a terminal, on this machine or a Ray cluster (`--engine ray`).
 
 Docs: https://github.com/classmix-lab/classmix_lab/cli.html.md"""
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse, json, sys
 from dataclasses import fields
 from pathlib import Path
-from .config import ParameterError, load_settings
+from .config import ParameterError, check_choice, load_settings
 from .data import DatasetError
 from .experiment import ExperimentParams
 from . import index, runner, sweeps
-from .sweeps import SWEEPS
+from .sweeps import SWEEPS, pretrain_run
 
 # %% auto #0
 __all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
@@ -56,6 +56,16 @@ def parse_pairs(pairs:list, many:bool=False) -> dict:
     return out
 
 # %% ../nbs/10_cli.ipynb #97b354cb
+def _engine_options(a):
+    "The options that choose where a sweep's runs execute."
+    a.add_argument('--engine', default='local', help="local (default): the runs one after the other on this machine; "
+                                                     "ray: each run a Ray task, side by side (pip install 'classmix_lab[ray]')")
+    a.add_argument('--address', help="--engine ray: the Ray cluster, 'auto' (on one of its nodes) or ray://HEAD:10001 "
+                                     "(default: $RAY_ADDRESS, else a local Ray with this machine's CPUs and GPUs)")
+    a.add_argument('--ray-options', metavar='JSON', help="""--engine ray: Ray task options of every run, e.g. '{"num_gpus": 0.5}' """
+                                                         "(default: one GPU for a CUDA run, else one CPU)")
+    return a
+
 def _parser():
     p = argparse.ArgumentParser(prog='classmix-lab', description='Semi-supervised segmentation and domain adaptation experiments, reported as HTML.')
     sub = p.add_subparsers(dest='command', required=True)
@@ -63,14 +73,17 @@ def _parser():
     d.add_argument('--iterations', type=int, help='iterations per run (default: the experiment notebook default)')
     d.add_argument('--device', help='auto, cpu, cuda, cuda:N (default: settings.ini)')
     d.add_argument('--force', action='store_true', help='re-run finished runs')
+    _engine_options(d)
     r = sub.add_parser('run', help='one experiment: classmix-lab run method=classmix labeled=12 ...')
     r.add_argument('params', nargs='*', metavar='key=value')
     r.add_argument('--sweep', default='runs', help='sweep (folder) the run belongs to')
     r.add_argument('--name', help='run name (default: from method, labeled and seed)')
     r.add_argument('--force', action='store_true')
+    _engine_options(r)
     s = sub.add_parser('sweep', help='every combination: classmix-lab sweep NAME method=supervised,classmix seed=0,1')
     s.add_argument('name'); s.add_argument('grid', nargs='*', metavar='key=v1,v2')
     s.add_argument('--force', action='store_true')
+    _engine_options(s)
     for name, (_, what) in SWEEPS.items():
         a = sub.add_parser(name, help=what)
         a.add_argument('params', nargs='*', metavar='key=value', help='experiment parameters shared by every run, e.g. iterations=500')
@@ -78,16 +91,21 @@ def _parser():
         a.add_argument('--name', default=name, help=f'sweep name, a folder under runs/ and reports/ (default {name}); '
                                                     'another name keeps a variant, e.g. iterations=4000, beside the default sweep')
         a.add_argument('--force', action='store_true')
+        _engine_options(a)
     ix = sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
     ix.add_argument('--rebuild', action='store_true', help='remake reports/index.json from the run folders (runs/<sweep>/<run>/); the old one is kept as index.json.bak')
-    t = sub.add_parser('pretrain', help='make the sim-pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb)')
-    t.add_argument('params', nargs='*', metavar='key=value', help='pretrain.ipynb parameters, e.g. iterations=2000')
+    t = sub.add_parser('pretrain', help='make pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb): '
+                                        'classmix-lab pretrain [synthstreets-sim|synthstreets-camvid] key=value ...')
+    t.add_argument('params', nargs='*', metavar='[NAME] key=value', help='the weights to make (default synthstreets-sim; see sweeps.PRETRAIN), then '
+                                                                      'pretrain.ipynb parameters, e.g. iterations=2000')
     t.add_argument('--force', action='store_true')
+    _engine_options(t)
     st = sub.add_parser('stats', help='dataset-statistics reports: classmix-lab stats dataset=camvid compare=camvid compare_split=val '
                                       '(no parameters: the standard reports, SynthStreets sim vs real and CamVid)')
     st.add_argument('params', nargs='*', metavar='key=value', help='dataset_stats.ipynb parameters')
     st.add_argument('--name', help='report name (default: from the datasets)')
     st.add_argument('--force', action='store_true')
+    _engine_options(st)
     ev = sub.add_parser('evaluate', help='score a finished run on any split of any dataset with its classes: '
                                          'classmix-lab evaluate runs/camvid/cowmix_split-0 dataset=camvid split=test root=/data/CamVid')
     ev.add_argument('run_dir', help="the run's folder (model.pt and metrics.json)")
@@ -115,6 +133,16 @@ def _exit_status(recs:list) -> int:
     if not failed: return 0
     return 2 if all(str(r.get('error') or '').startswith(_INPUT_ERRORS) for r in failed) else 1
 
+def _engine(args) -> dict:
+    "`run_sweep`'s engine arguments from the command line's --engine, --address and --ray-options."
+    check_choice('engine', args.engine, runner.ENGINES)
+    opts = None
+    if args.ray_options is not None:
+        try: opts = json.loads(args.ray_options)
+        except ValueError: opts = None
+        if not isinstance(opts, dict): raise ParameterError(f"ray-options={args.ray_options!r} must be a JSON object of Ray task options, e.g. '{{\"num_gpus\": 0.5}}'")
+    return dict(engine=args.engine, address=args.address, ray_options=opts)
+
 def _literal_pairs(pairs:list) -> dict:
     "`['a=1', 'b=x']` -> {'a': 1, 'b': 'x'} (template parameters, their types guessed from the text)."
     bad = next((p for p in pairs if '=' not in p), None)
@@ -141,40 +169,42 @@ def main(argv=None) -> int:
         print(f"classmix-lab: error: {e}", file=sys.stderr)
         return 2
     try:
+        eng = _engine(args) if hasattr(args, 'engine') else {}
         if args.command == 'demo':
             s = load_settings()   # as `sweeps.demo`, with the records kept for the exit status
-            recs = runner.run_sweep('demo', sweeps.demo_runs(args.iterations, args.device or s.device), settings=s, force=args.force)
+            recs = runner.run_sweep('demo', sweeps.demo_runs(args.iterations, args.device or s.device), settings=s, force=args.force, **eng)
             print(f"\nreport: {Path(s.reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command == 'run':
             params = parse_pairs(args.params)
-            recs = runner.run_sweep(args.sweep, [dict(params, **({'run': args.name} if args.name is not None else {}))], force=args.force)
+            recs = runner.run_sweep(args.sweep, [dict(params, **({'run': args.name} if args.name is not None else {}))], force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command == 'sweep':
             grid = parse_pairs(args.grid, many=True)
-            recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force)
+            recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command in SWEEPS:
             params = parse_pairs(args.params)
             seeds = {} if args.seeds is None else dict(seeds=tuple(parse_seeds(args.seeds)))
             runs = SWEEPS[args.command][0](**seeds, **params)
-            recs = runner.run_sweep(args.name, runs, force=args.force)
+            recs = runner.run_sweep(args.name, runs, force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command == 'index':
             s = load_settings()
             print(index.rebuild_index(s.reports_dir, s.runs_dir) if args.rebuild else index.write_index_html(s.reports_dir))
         elif args.command == 'pretrain':
+            name = args.params.pop(0) if args.params and '=' not in args.params[0] else 'synthstreets-sim'
             params = _literal_pairs(args.params)   # as `sweeps.pretrain`, with the record kept for the exit status
-            recs = runner.run_sweep('pretrain', [dict(params, run='synthstreets-sim', template='pretrain')], force=args.force)
+            recs = runner.run_sweep('pretrain', [pretrain_run(name, **params)], force=args.force, **eng)
             if recs[0].get('report'): print(f"\nreport: {Path(load_settings().reports_dir)/recs[0]['report']}")
             return _exit_status(recs)
         elif args.command == 'stats':
             params = _literal_pairs(args.params)
             runs = [dict(params, **({'run': args.name} if args.name is not None else {}))] if params else sweeps.STATS_REPORTS
-            recs = runner.run_sweep('dataset-stats', [dict(r, run=r.get('run') or sweeps.stats_name(r)) for r in runs], template='dataset_stats', force=args.force)
+            recs = runner.run_sweep('dataset-stats', [dict(r, run=r.get('run') or sweeps.stats_name(r)) for r in runs], template='dataset_stats', force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command == 'evaluate':

@@ -17,11 +17,12 @@ from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['CITYSCAPES_LABELS', 'CITYSCAPES_CLASSES', 'CITYSCAPES_PALETTE', 'CITYSCAPES_ID_OF_TRAIN_ID', 'SYNTHIA16_CLASSES',
-           'SYNTHIA13_CLASSES', 'SYNTHIA_IDS', 'VOC_CLASSES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'FOLDER_PREFIX',
-           'IMAGE_SUFFIXES', 'DATASETS', 'FAKE_SIZES', 'parse_size', 'LabDataset', 'cityscapes_label_map',
-           'to_cityscapes_ids', 'miou_over', 'Cityscapes', 'GTA5', 'synthia_label_map', 'read_class_channel', 'Synthia',
-           'VOC', 'CamVid', 'SynthStreets', 'read_class_table', 'FolderDataset', 'folder_dataset', 'dataset_class',
-           'get_dataset', 'write_png16', 'write_fake_dataset', 'make_paper_splits']
+           'SYNTHIA13_CLASSES', 'SYNTHIA_IDS', 'VOC_CLASSES', 'CAMVID_CLASSES', 'CAMVID_PALETTE', 'SYNTHSTREETS_AS',
+           'FOLDER_PREFIX', 'IMAGE_SUFFIXES', 'DATASETS', 'FAKE_SIZES', 'parse_size', 'LabDataset',
+           'cityscapes_label_map', 'to_cityscapes_ids', 'miou_over', 'Cityscapes', 'GTA5', 'synthia_label_map',
+           'read_class_channel', 'Synthia', 'VOC', 'CamVid', 'renamed_label_map', 'SynthStreets', 'read_class_table',
+           'FolderDataset', 'folder_dataset', 'dataset_class', 'get_dataset', 'write_png16', 'write_fake_dataset',
+           'make_paper_splits']
 
 # %% ../nbs/11_datasets.ipynb #1be1da28
 def parse_size(value, param:str='crop'):
@@ -241,16 +242,35 @@ class CamVid(LabDataset):
                          LabelMap.identity(11, ignore=(11,), name='CamVid'), transform)
 
 # %% ../nbs/11_datasets.ipynb #f2d71e6e
+#: SynthStreets class -> the class of another dataset it is trained as (`SynthStreets(classes=...)`); absent: ignored
+SYNTHSTREETS_AS = {'camvid': {'road': 'road', 'sidewalk': 'pavement', 'building': 'building', 'fence': 'fence', 'pole': 'pole',
+                              'traffic sign': 'sign symbol', 'vegetation': 'tree', 'sky': 'sky', 'person': 'pedestrian', 'car': 'car'}}
+_CLASS_SETS = {'camvid': (CAMVID_CLASSES, CAMVID_PALETTE)}
+
+def renamed_label_map(classes, # the stored classes, value i is classes[i]
+                      targets, # the training classes
+                      names:dict, # stored class name -> training class name; stored classes not in it are ignored
+                      name:str='') -> LabelMap:
+    "A `LabelMap` from the stored classes to other classes by name (those without a counterpart ignored)."
+    bad = [t for t in names.values() if t not in targets]
+    if bad: raise ParameterError(f"{name}: {bad[0]!r} is not one of the classes {', '.join(targets)}")
+    return LabelMap({i: targets.index(names[c]) if c in names else IGNORE_INDEX for i, c in enumerate(classes)}, name)
+
 class SynthStreets(LabDataset):
     "The embedded dataset, generated (once, cached) in the real image + label-PNG layout."
     name, in_memory = 'synthstreets', True
     def __init__(self, split='train', style='real', root=None, height=96, width=192, seed=0, n_train=600, n_val=200,
-                 transform=None, cache_dir=None):
+                 transform=None, cache_dir=None,
+                 classes:str='synthstreets'): # 'synthstreets', or another dataset's classes its labels are mapped to ('camvid')
         check_choice('split', split, ['train', 'val'])
+        check_choice('classes', classes, ['synthstreets', *SYNTHSTREETS_AS])
         root = Path(root) if root else ss.synthstreets_root(style, height, width, seed, n_train, n_val, cache_dir)
         root = _check_root(root, 'synthstreets', (split,))
-        super().__init__(root, split, _pairs(root/split/'images', root/split/'labels'), ss.CLASSES, ss.PALETTE,
-                         LabelMap.identity(len(ss.CLASSES), name='SynthStreets'), transform)
+        if classes == 'synthstreets': names, palette, lm = ss.CLASSES, ss.PALETTE, LabelMap.identity(len(ss.CLASSES), name='SynthStreets')
+        else:
+            names, palette = _CLASS_SETS[classes]
+            lm = renamed_label_map(ss.CLASSES, names, SYNTHSTREETS_AS[classes], f'SynthStreets as {classes}')
+        super().__init__(root, split, _pairs(root/split/'images', root/split/'labels'), names, palette, lm, transform)
         self.style = style
 
 # %% ../nbs/11_datasets.ipynb #1e2f3a4b

@@ -13,16 +13,18 @@ import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
-from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES
+from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings
+from .distributed import rank_info, shard, reduce_evaluation, same_on_every_rank, launch
 from . import synthstreets as ss
 
 # %% auto #0
 __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
-           'split_file', 'labeled_names', 'eval_window', 'run_info', 'method_of', 'validate', 'Experiment',
-           'class_distribution', 'run_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
+           'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window',
+           'run_info', 'method_of', 'check_processes', 'validate', 'Experiment', 'class_distribution', 'run_experiment',
+           'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -35,6 +37,9 @@ class ExperimentParams:
     n_train: int = 600  # SynthStreets split sizes
     n_val: int = 200
     data_seed: int = 0  # SynthStreets dataset seed
+    classes: str = 'own'  # the classes trained: 'own' (the dataset's), or 'camvid' (SynthStreets' labels mapped to CamVid's by name)
+    image_scale: float = 1.0  # resolution trained and evaluated at, a fraction of the dataset's images (0.5: CamVid at 180x240); logits upsampled to full-resolution labels
+    holdout: str = ''  # leave a sequence out: training images whose names start with this (CamVid '0006R0') are not trained on, and scored apart
     labeled: str = '12'  # labeled images: a count, a fraction ('1/50', 0.02), 'all', or a split file ('splits/camvid/30_seed0.txt')
     split_seed: int = 0  # seed of the labeled split
     method: str = 'classmix'  # a name in `METHODS`
@@ -65,6 +70,12 @@ class ExperimentParams:
     checkpoint_every: int = 0
     crop: str = 'auto'  # training crop: 'auto' (the papers' for the dataset: VOC 321, GTA5/SYNTHIA 512), 'none', 512 or '512x1024'
     workers: int = 4  # processes that read images from disk (datasets streamed from disk; 0: none)
+    nproc: int = 1  # training processes on this node, through torchrun: one per GPU, or CPU processes (gloo); batch_size is per process
+    nnodes: int = 1  # nodes of a multi-node run; the other nodes run `python -m classmix_lab.distributed join <out_dir>`
+    rdzv_endpoint: str = ''  # multi-node: host:port of the first node, where torchrun's c10d rendezvous meets
+    sync_bn: bool = False  # many processes: BatchNorm with the statistics of the global batch (SyncBatchNorm; CUDA only)
+    compile: bool = False  # torch.compile the student's forward (needs a C compiler; checkpoints keep plain weight names)
+    tensorboard: bool = False  # TensorBoard event files of the losses, lr, confident fraction and val mIoU in <out_dir>/tensorboard
 
     @classmethod
     def from_dict(cls, d:dict):
@@ -92,7 +103,9 @@ class ExperimentParams:
 
 # %% ../nbs/08_experiment.ipynb #87e2d93d
 WEIGHTS_DIR = Path(__file__).resolve().parent/'weights' if '__file__' in globals() else Path('../classmix_lab/weights').resolve()
-PRETRAINED = {'synthstreets-sim': dict(file='deeplabv2-tiny_synthstreets-sim.pt', model='deeplabv2-tiny', dataset='synthstreets')}
+PRETRAINED = {'synthstreets-sim': dict(file='deeplabv2-tiny_synthstreets-sim.pt', model='deeplabv2-tiny', dataset='synthstreets'),
+              # SynthStreets (real style) at CamVid's half resolution, 180x240, its labels mapped to CamVid's classes
+              'synthstreets-camvid': dict(file='deeplabv2-tiny_synthstreets-camvid.pt', model='deeplabv2-tiny', dataset='camvid')}
 
 def pretrained_path(name:str) -> Path:
     "The file of pretrained weights `name`."
@@ -111,7 +124,8 @@ SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5':
 
 def _dataset_kwargs(p:ExperimentParams) -> dict:
     if p.dataset == 'synthstreets':
-        return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val)
+        return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
+                    **({} if p.classes == 'own' else {'classes': p.classes}))
     if p.dataset == 'cityscapes' and p.source == 'synthia': return dict(num_classes=16)   # the 16 classes SYNTHIA shares
     return {}
 
@@ -144,6 +158,44 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
     return chosen
 
+def holdout_names(p:ExperimentParams, names:list) -> list:
+    "The training images `p.holdout` leaves out (their file names start with it), or []."
+    prefix = str(p.holdout).strip()
+    if not prefix: return []
+    held = [n for n in names if Path(n).name.startswith(prefix)]
+    if not held or len(held) == len(names):
+        raise ParameterError(f"holdout={p.holdout!r} must name some but not all of {p.dataset}'s {len(names)} training images by the start of their "
+                             f"file names (e.g. {Path(names[0]).name[:6]!r}); it names {len(held)}")
+    return held
+
+def training_names(p:ExperimentParams, names:list) -> tuple:
+    "(labeled, unlabeled, held-out) names of the training split: the labeled split, the rest, and those `holdout` leaves out of both."
+    held = set(holdout_names(p, names))
+    pool = [n for n in names if n not in held]
+    labeled = [n for n in labeled_names(p, names if split_file(p.labeled) else pool) if n not in held]
+    if not labeled: raise ParameterError(f"holdout={p.holdout!r} leaves none of the labeled images of labeled={p.labeled!r}")
+    return labeled, sorted(set(pool) - set(labeled)), sorted(held)
+
+def rescale(x:torch.Tensor, # (N, C, H, W) images (uint8 or float) or (N, H, W) labels
+            scale:float, chunk:int=32) -> torch.Tensor:
+    "Images resized by `scale` (bilinear, antialiased), labels by nearest neighbour; in chunks, in the input's dtype."
+    if scale == 1: return x
+    label = x.dim() == 3
+    size = (max(1, round(x.shape[-2]*scale)), max(1, round(x.shape[-1]*scale)))
+    out = []
+    for c in x.split(chunk):
+        if label: out.append(torch.nn.functional.interpolate(c[:, None].float(), size=size, mode='nearest')[:, 0].to(x.dtype))
+        else:
+            r = torch.nn.functional.interpolate(c.float(), size=size, mode='bilinear', antialias=True, align_corners=False)
+            out.append(r.round().clamp(0, 255).to(x.dtype) if x.dtype == torch.uint8 else r.to(x.dtype))
+    return torch.cat(out)
+
+def scaled_batches(batches, # (float images in [0, 1] made from uint8, labels)
+                   scale:float):
+    "Evaluation batches with the images at `scale` (resized as uint8, as in training) and the labels as they are (full resolution)."
+    for x, y in batches:
+        yield (x if scale == 1 else rescale(x.mul(255).round().to(torch.uint8), scale).float()/255), y
+
 def eval_window(p:ExperimentParams):
     "The (h, w) window of sliding-window evaluation, or None for whole images."
     s = str(p.eval_window).strip().lower()
@@ -164,13 +216,30 @@ def method_of(p:ExperimentParams):
     m.check(run_info(p))
     return m
 
+def check_processes(p:ExperimentParams):
+    "Check the parameters of a run of many processes (`nproc`, `nnodes`, `rdzv_endpoint`, `sync_bn`) against this machine."
+    for k in ('nproc', 'nnodes'):
+        if isinstance(getattr(p, k), bool) or int(getattr(p, k)) < 1: raise ParameterError(f"{k}={getattr(p, k)!r} must be an integer >= 1")
+    device = resolve_device(p.device)
+    if p.nproc*p.nnodes > 1:
+        if re.fullmatch(r'cuda:\d+', str(p.device).strip().lower()):
+            raise ParameterError(f"device={p.device!r}: each of the nproc={p.nproc} processes trains on its own GPU; give device='cuda' or 'auto'")
+        if device.type not in ('cuda', 'cpu'): raise ParameterError(f"nproc={p.nproc}: many processes train on CUDA devices or on the CPU, not on {device.type}")
+        if device.type == 'cuda' and p.nproc > torch.cuda.device_count():
+            raise ParameterError(f"nproc={p.nproc}: this node has {torch.cuda.device_count()} CUDA device(s), and each process needs its own")
+    if p.nnodes > 1 and not re.fullmatch(r'[^\s:/]+:\d+', str(p.rdzv_endpoint).strip()):
+        raise ParameterError(f"rdzv_endpoint={p.rdzv_endpoint!r}: a run of nnodes={p.nnodes} needs the first node's host:port, e.g. rdzv_endpoint=node01:29500")
+    if p.sync_bn and p.nproc*p.nnodes > 1 and device.type != 'cuda':
+        raise ParameterError("sync_bn=True needs CUDA devices (SyncBatchNorm does not run on the CPU); leave it off, or freeze BatchNorm with freeze_bn=True")
+
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one."
     dataset_class(p.dataset); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
-    TrainConfig(precision=p.precision).resolved_precision(resolve_device(p.device))
+    TrainConfig(precision=p.precision, compile=p.compile, tensorboard=p.tensorboard).resolved_precision(resolve_device(p.device))
+    check_processes(p)
     for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
@@ -188,6 +257,13 @@ def validate(p:ExperimentParams) -> ExperimentParams:
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
         if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
     elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
+    check_choice('classes', p.classes, ['own', *(SYNTHSTREETS_AS if p.dataset == 'synthstreets' else ())])
+    if not 0 < float(p.image_scale) <= 1: raise ParameterError(f"image_scale={p.image_scale} must be in (0, 1]: the fraction of the images' resolution trained at")
+    cls = dataset_class(p.dataset)
+    if float(p.image_scale) != 1 and not (cls.in_memory and cls.train_transform(p.crop) is None):
+        raise ParameterError(f"image_scale={p.image_scale}: only datasets held in memory and used whole (synthstreets, camvid, crop=auto) are rescaled; "
+                             f"{p.dataset} with crop={p.crop!r} is resized by its training transform")
+    if str(p.holdout).strip() and p.source: raise ParameterError(f"holdout={p.holdout!r} leaves target images out of semi-supervised runs; it does not go with source=")
     if p.label_relax < 1 or p.label_relax % 2 == 0: raise ParameterError(f"label_relax={p.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
     if dataset_class(p.dataset).val_split is None:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
@@ -195,9 +271,9 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         raise ParameterError(f"init={p.init!r}: its weights file {pretrained_path(p.init)} is missing; make it with nbs/experiments/pretrain.ipynb")
     if p.init not in ('none', *PRETRAINED) and not Path(p.init).is_file():
         raise ParameterError(f"init={p.init!r} is not one of: none, {', '.join(PRETRAINED)}, or an existing checkpoint file")
-    if split_file(p.labeled) is not None:
-        names = get_dataset(p.dataset, None, **_dataset_kwargs(p)).names
-        n, k = len(names), len(labeled_names(p, names))
+    if split_file(p.labeled) is not None or str(p.holdout).strip():
+        labeled, rest, _ = training_names(p, get_dataset(p.dataset, None, **_dataset_kwargs(p)).names)
+        n, k = len(labeled) + len(rest), len(labeled)
     else:
         n = _train_size(p)
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
@@ -212,7 +288,7 @@ class Experiment:
     "Everything an experiment notebook needs to show a finished run."
     params: ExperimentParams
     metrics: dict
-    trainer: Trainer
+    trainer: Trainer  # a `TrainedRun` when torchrun's processes trained the run
     start_model: torch.nn.Module
     val_images: torch.Tensor  # validation images for figures (uint8; a spread-out sample when the split is streamed)
     val_labels: torch.Tensor  # their labels, at the images' size
@@ -233,23 +309,30 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
 
 # %% ../nbs/08_experiment.ipynb #a6227386
 def _val_data(p:ExperimentParams, val_ds):
-    "A function giving fresh validation batches, and validation images for figures."
-    cls = type(val_ds)
-    if cls.in_memory:
+    "A function giving fresh validation batches (this rank's share of them, in a run of many processes), and validation images for figures."
+    cls, rank = type(val_ds), rank_info()
+    mine = (lambda seq: seq[rank.rank::rank.world_size]) if rank else (lambda seq: seq)
+    if cls.in_memory:   # figures show the images and labels at the scale trained at; the metrics use the full-resolution labels
         xv, yv = load_tensors(val_ds)
-        return lambda: tensor_batches(xv, yv, 32), xv, yv
+        xs = rescale(xv, p.image_scale)
+        xm, ym = mine(xs), mine(yv)
+        return lambda: tensor_batches(xm, ym, 32), xs, rescale(yv, p.image_scale)
     idx = sorted({round(i*(len(val_ds) - 1)/7) for i in range(8)})
     xv, yv = preview(val_ds, idx, cls.eval_size)
-    return lambda: eval_batches(val_ds, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
+    part = val_ds.subset(mine(val_ds.names)) if rank else val_ds
+    return lambda: eval_batches(part, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
 
 def _batches(p:ExperimentParams, ds, batch_size:int, seed:int, labels:bool, device, crop=None):
-    "Endless batches of `ds`: in memory when it is small and used as stored, else streamed from disk."
+    "Endless batches of `ds`: in memory when it is small and used as stored, else streamed from disk; with many processes, this rank's slice of the global batch."
     transform = type(ds).train_transform(p.crop if crop is None else crop)
     uniform = ds.num_classes if labels and p.class_uniform else 0
+    rank = rank_info()
+    batch_size *= rank.world_size if rank else 1   # the global batch, drawn alike on every rank
     if type(ds).in_memory and transform is None:
         x, y = load_tensors(ds)
-        return TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device, class_uniform=uniform)
-    return LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels, class_uniform=uniform)
+        x, y = rescale(x, p.image_scale), rescale(y, p.image_scale)
+        return shard(TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device, class_uniform=uniform), rank)
+    return shard(LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels, class_uniform=uniform), rank)
 
 def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
     "Pixel frequency of each class over (up to `max_images` evenly spread images of) `ds`."
@@ -261,14 +344,21 @@ def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
     return tuple((counts/counts.sum().clamp_min(1)).tolist())
 
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
-    "Train and evaluate one experiment; results go to `p.out_dir`."
+    "Train and evaluate one experiment; results go to `p.out_dir` (with `nproc > 1`: trained by torchrun's processes)."
     validate(p)
+    rank = rank_info()   # inside a process group: one of the run's processes
+    if rank is None and p.nproc*p.nnodes > 1: return _launch_experiment(p, progress)
+    if rank is not None and rank.world_size != p.nproc*p.nnodes:
+        raise ParameterError(f"nproc={p.nproc} x nnodes={p.nnodes} processes asked, but the process group has {rank.world_size}")
+    main = rank is None or rank.main   # the process that writes the run's files
     method = method_of(p)
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
+    if rank is not None and device.type == 'cuda': device = torch.device('cuda', torch.cuda.current_device())   # this rank's GPU
     torch.manual_seed(p.seed)
     cls = dataset_class(p.dataset)
     train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
     val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
+    held = []   # training images left out (holdout), scored apart
     if p.source:   # domain adaptation: every source image labeled, the target's training images unlabeled (but target_labeled)
         src_ds = source_dataset(p)
         if tuple(src_ds.classes) != tuple(train_ds.classes): raise ParameterError(f"source={p.source!r} and dataset={p.dataset!r} do not share their classes")
@@ -277,7 +367,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
         n_labeled, rest = len(src_ds), []
         if str(p.target_labeled).strip():   # semi-supervised DA: labeled batches half source, half the target's labeled images
             names = labeled_names(replace(p, labeled=p.target_labeled), train_ds.names)
-            save_split(out/'labeled.txt', names)
+            if main: save_split(out/'labeled.txt', names)
             rest, half = sorted(set(train_ds.names) - set(names)), p.batch_size//2
             labeled = DomainBatches(_batches(p, src_ds, p.batch_size - half, p.seed, True, device, crop=crop),
                                     _batches(p, train_ds.subset(names), half, p.seed + 2, True, device, crop=crop))
@@ -285,9 +375,8 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
         else: labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
         unlabeled = _batches(p, train_ds.subset(rest) if names else train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
     else:
-        names = labeled_names(p, train_ds.names)
-        save_split(out/'labeled.txt', names)
-        rest = sorted(set(train_ds.names) - set(names))
+        names, rest, held = training_names(p, train_ds.names)
+        if main: save_split(out/'labeled.txt', names)
         labeled = _batches(p, train_ds.subset(names), p.batch_size, p.seed, True, device)
         unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if method.unlabeled else None
         distribution_of = train_ds.subset(names)   # the labeled images' classes
@@ -299,12 +388,17 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     model, init_report = _init_model(p, train_ds.num_classes, device)
     if p.freeze_bn: model.set_freeze_bn(True)
     window = eval_window(p)
-    evaluate_on_val = lambda m: evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes, window)
+    combined = (lambda r: reduce_evaluation(r, train_ds.classes)) if rank else (lambda r: r)   # each rank scored a share of the images
+    evaluate_on_val = lambda m: combined(evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes, window))
     start = evaluate_on_val(model)
+    if held:   # the left-out sequence: scored like val, from the start and at the end
+        held_batches = _val_data(p, train_ds.subset(held))[0]
+        evaluate_on_held = lambda m: combined(evaluate(m, held_batches(), train_ds.num_classes, device, train_ds.classes, window))
+        start_held = evaluate_on_held(model)
     start_model = copy.deepcopy(model).eval()
     cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
                       checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule, label_relax=p.label_relax,
-                      precision=p.precision, channels_last=p.channels_last)
+                      precision=p.precision, channels_last=p.channels_last, sync_bn=p.sync_bn, compile=p.compile, tensorboard=p.tensorboard)
     trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress,
                       log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist, n_labeled))
     trainer.fit()
@@ -319,12 +413,67 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
                    confident=trainer.per_iteration('confident') if 'confident' in trainer.stat_names else [],
                    align_to=list(distribution), device=str(device), precision=trainer.precision, estimate=trainer.estimate, torch=torch.__version__, machine=platform.machine(),
                    threads=torch.get_num_threads())
+    if held:
+        h, ht = evaluate_on_held(trainer.model), evaluate_on_held(trainer.teacher)
+        metrics.update(holdout=dict(prefix=p.holdout, n_images=len(held), miou=h['miou'], iou=h['iou'], teacher_miou=ht['miou'],
+                                    start_miou=start_held['miou'], start_iou=start_held['iou']))
     if tuple(train_ds.classes) == SYNTHIA16_CLASSES:   # thesis Table 4.4 reports both
         metrics.update(miou13=100*miou_over({c: (None if v is None else v/100) for c, v in final['iou'].items()}, SYNTHIA13_CLASSES))
-    atomic_write(out/'metrics.json', json.dumps(metrics, indent=1))
-    torch.save(dict(state_dict=trainer.model.state_dict(), model=p.model, num_classes=train_ds.num_classes), out/'.model.pt.tmp')
-    os.replace(out/'.model.pt.tmp', out/'model.pt')
+    if rank is not None:
+        W, nets = rank.world_size, [*trainer.model.state_dict().values(), *trainer.teacher.state_dict().values()]
+        metrics.update(distributed=dict(world_size=W, nproc=p.nproc, nnodes=p.nnodes, backend=torch.distributed.get_backend(),
+                                        global_batch_size=p.batch_size*W, global_batch_size_u=p.batch_size_u*W, sync_bn=p.sync_bn,
+                                        replicas_identical=same_on_every_rank([t for t in nets if t.is_floating_point()])))
+    trainer.log_scalars({'val/miou': final['miou'], 'val/teacher_miou': teacher['miou'], 'val/start_miou': start['miou']}, p.iterations)
+    trainer.close()
+    if main:
+        atomic_write(out/'metrics.json', json.dumps(metrics, indent=1))
+        torch.save(dict(state_dict=trainer.model.state_dict(), model=p.model, num_classes=train_ds.num_classes), out/'.model.pt.tmp')
+        os.replace(out/'.model.pt.tmp', out/'model.pt')
     return Experiment(p, metrics, trainer, start_model, xv, yv, train_ds.classes, train_ds.palette, device)
+
+def _launch_experiment(p:ExperimentParams, progress:str|None) -> Experiment:
+    "Train `p` in `p.nproc` processes started by torchrun (see `classmix_lab.distributed`), then read what rank 0 wrote."
+    cls = dataset_class(p.dataset)   # made (SynthStreets: generated into the cache) once here, not by every process at once
+    for split in (cls.train_split, cls.val_split): get_dataset(p.dataset, split, **_dataset_kwargs(p))
+    if p.source: source_dataset(p)
+    launch(p.out_dir, asdict(p), p.nproc, p.nnodes, p.rdzv_endpoint, progress=progress is not None)
+    return finished_experiment(p)
+
+@dataclass
+class TrainedRun:
+    "What the launching process holds of a run its worker processes trained: the final student and teacher, and the logged statistics."
+    model: torch.nn.Module
+    teacher: torch.nn.Module
+    history: list
+    stat_names: tuple
+    stats: torch.Tensor  # (iterations, statistics), averaged over the ranks
+    iteration: int
+    seconds: float
+    estimate: dict|None = None
+    precision: str = 'fp32'
+
+    def per_iteration(self, stat:str) -> list:
+        "One statistic at every iteration (NaN where a step did not record it)."
+        return self.stats[:self.iteration, self.stat_names.index(check_choice('stat', stat, self.stat_names))].tolist()
+
+def finished_experiment(p:ExperimentParams) -> Experiment:
+    "The `Experiment` of the finished run of `p` in `p.out_dir`, read from its files (its `trainer`, a `TrainedRun`)."
+    out, device = Path(p.out_dir), resolve_device(p.device)
+    metrics = load_metrics(out)
+    cls = dataset_class(p.dataset)
+    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
+    _, xv, yv = _val_data(p, val_ds)
+    ck = torch.load(out/'checkpoint.pt', map_location='cpu', weights_only=True)
+    C = val_ds.num_classes
+    def network(state):
+        m = get_model(p.model, C); m.load_state_dict(state)
+        return m.to(device).eval()
+    torch.manual_seed(p.seed)
+    start_model = _init_model(p, C, device)[0].eval()
+    trained = TrainedRun(network(ck['student']), network(ck['teacher']), ck['history'], tuple(ck['stat_names']), ck['stats'],
+                         ck['iteration'], ck['seconds'], metrics.get('estimate'), metrics.get('precision', 'fp32'))
+    return Experiment(p, metrics, trained, start_model, xv, yv, val_ds.classes, val_ds.palette, device)
 
 # %% ../nbs/08_experiment.ipynb #39c952de
 def run_title(params:dict) -> str:
@@ -370,10 +519,11 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     model = load_run_model(run_dir, device)
     size = type(ds).eval_size
     win = eval_window(p) if str(window) == 'run' else parse_size(window, 'window')
-    r = evaluate(model, eval_batches(ds, size, 4 if size else 1, workers), ds.num_classes, device, ds.classes, win)
+    batches = scaled_batches(eval_batches(ds, size, 4 if size else 1, workers), float(p.image_scale))   # at the scale the run trained at
+    r = evaluate(model, batches, ds.num_classes, device, ds.classes, win)
     slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', t)
     f = run_dir/f"eval_{slug(name)}_{slug(split)}.json"
-    out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds), window=win,
+    out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds), window=win, image_scale=float(p.image_scale),
                miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'], file=str(f))
     atomic_write(f, json.dumps(out, indent=1))
     return out

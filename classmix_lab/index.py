@@ -45,6 +45,7 @@ def record_for(sweep:str, run:str, template:str, params:dict, status:str, error,
     return dict(sweep=sweep, run=run, label=label, baseline=baseline, template=template, params=params, status=status, error=error,
                 miou=m.get('miou'), teacher_miou=m.get('teacher_miou'), start_miou=m.get('start_miou'), iou=m.get('iou'),
                 pixel_accuracy=m.get('pixel_accuracy'), miou13=m.get('miou13'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
+                holdout_miou=(m.get('holdout') or {}).get('miou'), holdout_start_miou=(m.get('holdout') or {}).get('start_miou'),
                 seconds=round(seconds, 1) if seconds is not None else m.get('seconds'), device=m.get('device'),
                 report=rel(report) if Path(report).exists() else None, run_dir=rel(run_dir),
                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))
@@ -128,10 +129,16 @@ def _row_label(r:dict, rs:list) -> str:
     diff = [k for k in sorted({k for q in same for k in q}) if k not in _NOT_SETTINGS and len({repr(q.get(k)) for q in same}) > 1]
     return str(p.get('method')) + (f" ({', '.join(f'{k}={p.get(k)}' for k in diff)})" if diff else '')
 
+def _amount(r:dict) -> str:
+    "A run's column: its `labeled`, or for a split file the number of images it labels (so the splits of one size share a column)."
+    lab = str(r['params'].get('labeled'))
+    return f"{r.get('n_labeled')} (split files)" if lab.endswith('.txt') and r.get('n_labeled') else lab
+
 def _groups(rs:list) -> dict:
-    "(row label, labeled) -> the finished runs of that row and column (over seeds), in order of first appearance."
+    """(row label, labeled amount) -> the finished runs of that row and column (over seeds, and over the split files of
+    one size, as French et al. average over their 10 CamVid splits), in order of first appearance."""
     out, ok = {}, [r for r in rs if r['status'] == 'ok' and r.get('miou') is not None]
-    for r in ok: out.setdefault((_row_label(r, ok), str(r['params'].get('labeled'))), []).append(r)
+    for r in ok: out.setdefault((_row_label(r, ok), _amount(r)), []).append(r)
     return out
 
 def _baseline_label(label:str, groups:dict, rs:list):
@@ -178,10 +185,13 @@ def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
     e, mean = html.escape, lambda l: _mean_miou(groups, l, amount_of[l])
     body, several = '', len(set(amount_of.values())) > 1
     has13 = any(x.get('miou13') is not None for g in groups.values() for x in g)
+    held = any(x.get('holdout_miou') is not None for g in groups.values() for x in g)   # runs that left a sequence out (holdout=)
     for l in labels:
         g = groups[(l, amount_of[l])]; b = _baseline_label(l, groups, rs)
         d = '' if b is None or b not in amount_of else f'{mean(l) - mean(b):+.2f}'
         m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
+        m13 += (f"<td class='num'>{_mean_std([x['holdout_miou'] for x in g if x.get('holdout_miou') is not None])}</td>"
+                f"<td class='num'>{_mean_std([x['holdout_start_miou'] for x in g if x.get('holdout_start_miou') is not None])}</td>") if held else ''
         n = f"<td class='num'>{e(str(g[0].get('n_labeled')))}</td>" if several else ''
         body += (f"<tr><td>{e(l)}</td>{n}<td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
                  f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td>"
@@ -190,8 +200,9 @@ def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
     table = 'thesis Table 5.2' if any(sources) else "French et al.'s Table 1" if several else 'thesis Table 5.1'   # domain adaptation: Table 5.2
     amounts = list(dict.fromkeys(amount_of.values()))
     what = (f"source: {e(sources[0])}" if len(sources) == 1 else 'sources: ' + ', '.join(e(x or 'none') for x in sources)) if any(sources) else f"labeled: {', '.join(e(a) for a in amounts)}"
-    return [f"<h3>Settings compared ({e(table)} layout; {what}; mean &plusmn; std over seeds)</h3>",
-            f"<table><tr><th>setting</th>{'<th>labeled</th>' if several else ''}<th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>ms / iteration (&times; baseline)</th><th>runs</th></tr>{body}</table>"]
+    return [f"<h3>Settings compared ({e(table)} layout; {what}; mean &plusmn; std over seeds and splits)</h3>",
+            f"<table><tr><th>setting</th>{'<th>labeled</th>' if several else ''}<th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}"
+            f"{'<th>held-out mIoU</th><th>held-out, start</th>' if held else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>ms / iteration (&times; baseline)</th><th>runs</th></tr>{body}</table>"]
 
 def _per_class_table(groups:dict, amounts:list) -> list:
     "Thesis Table 4.3 layout: the per-class IoU of each row (and column, when there are several labeled amounts), means over seeds."

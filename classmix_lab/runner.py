@@ -17,9 +17,9 @@ from .datasets import DATASETS
 from .index import record_for, update_index, read_index
 
 # %% auto #0
-__all__ = ['templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html', 'execute_notebook',
-           'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint', 'provenance',
-           'lock_run_folders', 'run_sweep']
+__all__ = ['ENGINES', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
+           'execute_notebook', 'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint',
+           'provenance', 'lock_run_folders', 'run_one', 'ray_task_options', 'run_sweep']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -120,10 +120,11 @@ def execute_notebook(template:Path, # the notebook to execute
                      params:dict, # papermill parameters
                      out_nb:Path, # the executed notebook
                      stream:bool=True, # print cell output while it runs
-                     cwd:Path|None=None) -> tuple: # working directory of the kernel (default: the run folder)
+                     cwd:Path|None=None, # working directory of the kernel (default: the run folder)
+                     prefix:str='    ') -> tuple: # put before each line of output printed
     "Execute `template` with papermill; returns (status, error line)."
     import papermill as pm
-    log = logging.getLogger('papermill'); handler = _Stream() if stream else None
+    log = logging.getLogger('papermill'); handler = _Stream(prefix) if stream else None
     if handler: log.addHandler(handler); old = log.level; log.setLevel(logging.INFO)
     try:
         pm.execute_notebook(str(template), str(out_nb), parameters=params, kernel_name='python3', progress_bar=False,
@@ -158,7 +159,7 @@ def check_name(kind:str, # what the name names: 'sweep', 'run', ...
                              "it names a folder under runs/ and reports/")
     return value
 
-_NOT_IN_NAME = ('out_dir', 'device', 'compare_with', 'workers', 'log_every', 'checkpoint_every')   # how a run executes, not what it computes
+_NOT_IN_NAME = ('out_dir', 'device', 'compare_with', 'workers', 'log_every', 'checkpoint_every', 'rdzv_endpoint', 'tensorboard')   # how a run executes, not what it computes
 
 def default_run_name(params:dict, template:str='experiment') -> str:
     """The name of a run given none: `run_name`'s readable part (from the method, labeled and seed it gives; else the
@@ -175,7 +176,8 @@ def default_run_name(params:dict, template:str='experiment') -> str:
     if not other: return readable
     return f"{readable}_{hashlib.sha256(json.dumps(other, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
 
-_RUN_ONLY = ('out_dir', 'compare_with', 'device')   # where and how a run executes, not what it computes
+_RUN_ONLY = ('out_dir', 'compare_with', 'device', 'rdzv_endpoint', 'tensorboard')   # where and how a run executes, not what it computes
+# (a new rendezvous host of a multi-node run, or a TensorBoard log asked for later, does not make a finished run stale)
 
 def _same_params(run_dir:Path, params:dict, template:str='experiment') -> bool:
     """Whether the run folder holds a finished run of `params`. Experiments are compared in their canonical form (every
@@ -247,23 +249,191 @@ def lock_run_folders(folders):
         yield
 
 # %% ../nbs/09_runner.ipynb #251233b2
+def run_one(sweep:str, # the sweep's name
+            name:str, # the run's name
+            template:str, # its template
+            params:dict, # its checked papermill parameters, `out_dir` and the `compare_with` folders absolute
+            reports_dir:Path, # the reports folder (of the index); the report goes to `reports_dir/<sweep>/<name>.html`
+            label:tuple=(None, None), # (its row label in the sweep's tables, the label of its baseline)
+            force:bool=False, # run again from the start even when finished
+            stream:bool=True, # print the notebook's output while it runs
+            prior:str|None=None, # the status of its record in the index before the sweep started
+            keep:bool=False, # a finished run's results are in its folder: kept if this attempt fails
+            prefix:str='    ') -> tuple: # put before each line printed
+    """Execute one planned run of a sweep: skipped when finished, else papermill, its report and its record. Returns
+    (record, indexed): `indexed` is False when a failed attempt leaves a finished run's record in the index as it is."""
+    reports_dir = Path(reports_dir)
+    run_dir, report, failed_report = Path(params['out_dir']), reports_dir/sweep/f'{name}.html', reports_dir/sweep/f'{name}.failed.html'
+    run_dir.mkdir(parents=True, exist_ok=True)
+    say = lambda msg: print(prefix + msg, flush=True)
+    shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
+    t0, skipped = time.time(), False
+    prov, recorded = provenance(template, shown), _recorded_provenance(run_dir)
+    changed = recorded != prov
+    # a report of an attempt that failed after writing its metrics (a figure's error) is not a finished run
+    finished = report.is_file() and _same_params(run_dir, shown, template) and prior != 'failed'
+    if not force and finished and not changed:
+        say("already finished: skipped (force=True runs it again)")
+        status, error, skipped = 'ok', None, True
+    else:
+        if finished and changed and not force: say(f"finished, but {_provenance_diff(recorded, prov)}: runs again")
+        restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
+        if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
+            (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
+            say(f"{'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over")
+        saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
+        atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
+        stem = Path(template).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
+        mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
+        m0 = mtime()
+        status, error = execute_notebook(template_path(template), params, attempt, stream=stream, cwd=run_dir, prefix=prefix)
+        if status == 'ok' and template == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
+        if status != 'ok' and keep:   # a finished run's results are replaced only by a run that finishes
+            for f, data in saved.items(): atomic_write(run_dir/f, data)
+            if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', failed_report)
+            say(f"failed: {error}")
+            say(f"the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}")
+            return record_for(sweep, name, template, shown, status, error, run_dir, failed_report, reports_dir, time.time() - t0, *label), False
+        if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
+    rec = record_for(sweep, name, template, shown, status, error, run_dir, report, reports_dir, None if skipped else time.time() - t0, *label)
+    if rec['status'] == 'ok' and template == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
+    return rec, True
+
+# %% ../nbs/09_runner.ipynb #4e1f0c3a
+ENGINES = ('local', 'ray')
+
+def _import_ray():
+    "The `ray` module, or a `ParameterError` saying how to install it."
+    try: import ray
+    except ImportError: raise ParameterError("engine='ray' needs Ray, which is not installed: pip install 'classmix_lab[ray]'") from None
+    return ray
+
+def _start_ray(ray, address:str|None) -> bool:
+    "Attach to the Ray cluster at `address` (None: `RAY_ADDRESS`'s, else a new local Ray); True when this call started it."
+    if ray.is_initialized(): return False
+    try:
+        if address is None and not os.environ.get('RAY_ADDRESS'):
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+            ray.init(num_cpus=cpus, ignore_reinit_error=True)
+        else: ray.init(address=address, ignore_reinit_error=True)
+    except (ConnectionError, ValueError, RuntimeError, TimeoutError) as e:
+        raise ParameterError(f"address={address or os.environ.get('RAY_ADDRESS')!r}: cannot attach to a Ray cluster "
+                             f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
+    return True
+
+def _worker_env(s) -> dict:
+    "The environment a Ray worker runs a notebook in: the driver's `CLASSMIX_LAB_*` variables, settings file, folders and dataset roots."
+    env = {k: v for k, v in os.environ.items() if k.startswith('CLASSMIX_LAB_')}
+    env.update({f'CLASSMIX_LAB_{k.upper()}': str(getattr(s, k)) for k in ('cache_dir', 'runs_dir', 'reports_dir')})
+    env.update({f'CLASSMIX_LAB_{k.upper()}_ROOT': str(v) for k, v in s.dataset_roots.items()})
+    if s.source is not None: env.setdefault('CLASSMIX_LAB_SETTINGS', str(s.source))
+    return env
+
+def ray_task_options(template:str, # the run's template
+                     params:dict, # its parameters
+                     cluster_gpus:float, # GPUs of the Ray cluster
+                     env:dict, # the workers' environment (`_worker_env`)
+                     *overrides:dict) -> dict: # `ray_options` of the sweep, then of the run
+    "The `.options()` of a run's Ray task: a GPU for a CUDA run (or `auto` where there are GPUs), else a CPU slot; `nproc` of them for a run of many processes."
+    dev = str(params.get('device', template_parameters(template).get('device', 'cpu')) or 'auto').lower()
+    gpu = dev.startswith('cuda') or (dev == 'auto' and cluster_gpus > 0)
+    n = max(1, int(params.get('nproc') or 1))   # a data-parallel run (torchrun) on this node: one GPU or CPU per process
+    opts = dict(num_gpus=n) if gpu else dict(num_cpus=n)
+    opts['max_retries'] = 0
+    env = dict(env, **({} if gpu else {'OMP_NUM_THREADS': '1'}))
+    for o in overrides:
+        if o is None: continue
+        if not isinstance(o, dict): raise ParameterError(f"ray_options={o!r} must be a dict of Ray task options, e.g. {{'num_gpus': 1}}")
+        o = dict(o); rt = dict(o.pop('runtime_env', None) or {})
+        env.update(rt.pop('env_vars', None) or {}); opts.setdefault('runtime_env', {}).update(rt)
+        opts.update(o)
+    opts.setdefault('runtime_env', {})['env_vars'] = env
+    return opts
+
+def _task_error(e:BaseException) -> str:
+    "A failed task's error as a record shows it: the exception raised in the run (not Ray's wrapper), first line."
+    cause = getattr(e, 'cause', None)
+    if isinstance(cause, BaseException): e = cause
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".strip()
+
+# %% ../nbs/09_runner.ipynb #5c8a0d17
+def _run_local(jobs:list, sweep:str, done):
+    "Execute the runs one after the other in this process."
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {sweep}/{job['name']}", flush=True)
+        t0 = time.time()
+        done(*run_one(**job), time.time() - t0)
+
+def _prepare_ray(stack, s, plan:list, address, ray_options, run_options:dict) -> tuple:
+    """Attach to (or start) Ray, shut down at the end of `stack` if this call started it, and size each run's task:
+    returns (ray, run -> task options). A run that needs a GPU a local Ray does not have is refused here, before anything runs."""
+    ray = _import_ray()
+    if _start_ray(ray, address): stack.callback(ray.shutdown)
+    gpus, env, opts = ray.cluster_resources().get('GPU', 0), _worker_env(s), {}
+    for name, tpl, params in plan:
+        o = opts[name] = ray_task_options(tpl, params, gpus, env, ray_options, run_options[name])
+        if o.get('num_gpus', 0) and not gpus and address is None and not os.environ.get('RAY_ADDRESS'):   # it would wait for a GPU forever
+            raise ParameterError(f"run {name!r} needs a GPU (device={params.get('device', 'auto')!r}) and this machine has none for Ray: "
+                                 "give device='cpu', or attach a cluster with GPUs (address=...)")
+        if o.get('num_gpus', 0) and str(params.get('device', '')).startswith('cuda:'): params['device'] = 'cuda'   # Ray chooses the GPU
+    return ray, opts
+
+def _run_ray(ray, jobs:list, sweep:str, done, opts:dict, reports_dir:Path):
+    "Execute the runs as Ray tasks (`opts`: each one's task options), the runs they compare with first; `done` gets each record as it arrives."
+    names = {j['name'] for j in jobs}
+    needs = {j['name']: {c for c in j.pop('needs') if c in names and c != j['name']} for j in jobs}
+    remote = ray.remote(run_one)
+    waiting, running, ended, t0, kept = list(jobs), {}, set(), {}, {}
+    try:
+        while waiting or running:
+            ready = [j for j in waiting if needs[j['name']] <= ended] or ([] if running else waiting)   # a cycle of comparisons: run them anyway
+            for job in ready:
+                waiting.remove(job); n = job['name']
+                res = ', '.join(f"{k}={opts[n][k]}" for k in ('num_gpus', 'num_cpus') if k in opts[n])
+                print(f"[{len(jobs) - len(waiting)}/{len(jobs)}] {sweep}/{n}: submitted to Ray ({res})", flush=True)
+                prov = Path(job['params']['out_dir'])/'provenance.json'
+                if job['keep'] and prov.is_file(): kept[n] = prov.read_bytes()   # a finished run's, put back if its task dies
+                running[remote.options(**opts[n]).remote(**dict(job, prefix=f'    {n}: '))] = job; t0[n] = time.time()
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            job = running.pop(ref); n = job['name']; ended.add(n)
+            try: rec, indexed = ray.get(ref)
+            except ray.exceptions.RayError as e:   # the task raised, its worker died, it was cancelled
+                p = job['params']
+                shown = {k: v for k, v in p.items() if k not in ('out_dir', 'compare_with')}
+                rec = record_for(sweep, n, job['template'], shown, 'failed', _task_error(e), Path(p['out_dir']), reports_dir/sweep/f'{n}.html',
+                                 reports_dir, time.time() - t0[n], *job['label'])
+                indexed = not job['keep']   # a finished run keeps its record, and the provenance its results rest on
+                if n in kept: atomic_write(Path(p['out_dir'])/'provenance.json', kept[n])
+                if not indexed: print(f"    {sweep}/{n} failed: {rec['error']}; the finished run's report and record are kept", flush=True)
+            done(rec, indexed, time.time() - t0[n], f"{sweep}/{n} ")
+    except BaseException:   # interrupted: the runs still going are stopped (they resume from their checkpoints)
+        for ref in running: ray.cancel(ref, force=True)
+        raise
+
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
-              runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name) and 'template'
+              runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name), 'template' and 'ray_options'
               template:str='experiment', # default template
               settings=None, # `Settings` (default: loaded)
               force:bool=False, # run again from the start, finished runs too (their checkpoints are set aside)
-              stream:bool=True) -> list: # print each run's output while it runs
+              stream:bool=True, # print each run's output while it runs
+              engine:str='local', # 'local': one run after the other here; 'ray': each run a Ray task
+              address:str|None=None, # engine='ray': the cluster ('auto', 'ray://head:10001'); None: `RAY_ADDRESS`'s or a local Ray
+              ray_options:dict|None=None) -> list: # engine='ray': task options for every run, e.g. {'num_gpus': 0.5}
     "Execute the runs of a sweep with papermill, report each, and keep the index up to date; returns their records."
+    check_choice('engine', engine, ENGINES)
+    if engine == 'ray': _import_ray()
+    elif address is not None or ray_options is not None: raise ParameterError(f"{'address' if address is not None else 'ray_options'} needs engine='ray' (engine={engine!r})")
     s = settings or load_settings()
     check_name('sweep', sweep)
     _absolute_env()
     runs_dir, reports_dir = ensure_dir(Path(s.runs_dir)/sweep, 'runs_dir'), ensure_dir(Path(s.reports_dir)/sweep, 'reports_dir')
-    plan, labels = [], {}   # labels: run -> (row label in the sweep's tables, the label of its baseline)
+    plan, labels, run_options = [], {}, {}   # labels: run -> (row label in the sweep's tables, the label of its baseline)
     for r in runs:
-        r = dict(r); given, tpl = r.pop('run', None), r.pop('template', template)
+        r = dict(r); given, tpl, ropts = r.pop('run', None), r.pop('template', template), r.pop('ray_options', None)
         label = (r.pop('label', None), r.pop('baseline', None))
         name = check_name('run', given if given is not None else default_run_name(r, tpl))
-        labels[name] = label
+        labels[name], run_options[name] = label, ropts
         r['out_dir'] = str(ensure_dir(Path(str(r['out_dir'])).expanduser().resolve(), 'out_dir') if r.get('out_dir') else runs_dir/name)
         r = check_params(tpl, r)
         if not force and not ((reports_dir/f'{name}.html').is_file() and _same_params(Path(r['out_dir']), r, tpl)): check_checkpoint(Path(r['out_dir']))
@@ -271,55 +441,30 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     names = [n for n, _, _ in plan]
     if len(set(names)) != len(names): raise ParameterError(f"sweep {sweep!r} has two runs named {next(n for n in names if names.count(n) > 1)!r}; give them 'run' names")
     dirs = {n: p['out_dir'] for n, _, p in plan}
-    with lock_run_folders(dirs.values()):   # one process per run folder at a time
-        records, t_sweep = [], time.time()
+    with contextlib.ExitStack() as stack:
+        ray, opts = _prepare_ray(stack, s, plan, address, ray_options, run_options) if engine == 'ray' else (None, {})
+        stack.enter_context(lock_run_folders(dirs.values()))   # one process per run folder at a time
+        records, t_sweep = {}, time.time()
         before = {r['run']: r for r in read_index(Path(s.reports_dir)) if r.get('sweep') == sweep}
         had_ok = lambda n, p: (reports_dir/f'{n}.html').is_file() and (before.get(n, {}).get('status') == 'ok' or (Path(p['out_dir'])/'metrics.json').is_file())
         update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
                                                       reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
                                            if not had_ok(n, p)])   # a finished run keeps its record until another run of it finishes
-        for i, (name, tpl, params) in enumerate(plan, 1):
-            run_dir, report = Path(params['out_dir']), reports_dir/f'{name}.html'
-            run_dir.mkdir(parents=True, exist_ok=True)
+        jobs = []
+        for name, tpl, params in plan:
+            needs = list(params.get('compare_with', []))
             # a name is a run of this call or a finished run of the sweep's folder (a sweep resumed with some of its runs)
-            params['compare_with'] = [dirs.get(c) or (str(runs_dir/c) if (runs_dir/c/'metrics.json').is_file() else c) for c in params.get('compare_with', [])]
-            shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
-            print(f"[{i}/{len(plan)}] {sweep}/{name}", flush=True)
-            t0, skipped = time.time(), False
-            prov, recorded = provenance(tpl, shown), _recorded_provenance(run_dir)
-            changed = recorded != prov
-            # a report of an attempt that failed after writing its metrics (a figure's error) is not a finished run
-            finished = report.is_file() and _same_params(run_dir, shown, tpl) and before.get(name, {}).get('status') != 'failed'
-            if not force and finished and not changed:
-                print("    already finished: skipped (force=True runs it again)", flush=True)
-                status, error, skipped = 'ok', None, True
-            else:
-                if finished and changed and not force: print(f"    finished, but {_provenance_diff(recorded, prov)}: runs again", flush=True)
-                restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
-                if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
-                    (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
-                    print(f"    {'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over", flush=True)
-                keep = had_ok(name, params)   # a finished run's results: replaced only by a run that finishes
-                saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
-                atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
-                stem = Path(tpl).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
-                mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
-                m0 = mtime()
-                status, error = execute_notebook(template_path(tpl), params, attempt, stream=stream, cwd=run_dir)
-                if status == 'ok' and tpl == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
-                if status != 'ok' and keep:
-                    for f, data in saved.items(): atomic_write(run_dir/f, data)
-                    if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', reports_dir/f'{name}.failed.html')
-                    print(f"    failed: {error}\n    the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}", flush=True)
-                    rec = record_for(sweep, name, tpl, shown, status, error, run_dir, reports_dir/f'{name}.failed.html', Path(s.reports_dir), time.time() - t0, *labels[name])
-                    records.append(rec)
-                    continue
-                if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
-            rec = record_for(sweep, name, tpl, shown, status, error, run_dir, report, Path(s.reports_dir), None if skipped else time.time() - t0, *labels[name])
-            if rec['status'] == 'ok' and tpl == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
-            records.append(rec)
+            params['compare_with'] = [dirs.get(c) or (str(runs_dir/c) if (runs_dir/c/'metrics.json').is_file() else c) for c in needs]
+            jobs.append(dict(sweep=sweep, name=name, template=tpl, params=params, reports_dir=Path(s.reports_dir), label=labels[name], force=force,
+                             stream=stream, prior=before.get(name, {}).get('status'), keep=had_ok(name, params), **({'needs': needs} if engine == 'ray' else {})))
+        def done(rec, indexed, seconds, who=''):   # the one place records go into the index
+            records[rec['run']] = rec
+            if not indexed: return
             update_index(Path(s.reports_dir), [rec])
             summary = f"mIoU {rec['miou']:.1f}" if rec.get('miou') is not None else (rec['error'] or rec['status'])
-            print(f"    {status}: {summary} ({time.time() - t0:.0f} s)", flush=True)
+            print(f"    {who}{rec['status']}: {summary} ({seconds:.0f} s)", flush=True)
+        if engine == 'ray': _run_ray(ray, jobs, sweep, done, opts, Path(s.reports_dir))
+        else: _run_local(jobs, sweep, done)
+        records = [records[n] for n in names if n in records]
         print(f"{sweep}: {sum(r['status'] == 'ok' for r in records)}/{len(records)} runs ok in {time.time() - t_sweep:.0f} s", flush=True)
         return records

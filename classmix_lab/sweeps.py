@@ -13,8 +13,9 @@ from .runner import run_sweep
 from .train import METHODS
 
 # %% auto #0
-__all__ = ['DEMO', 'STATS_REPORTS', 'METHOD_ROWS', 'SWEEPS', 'demo_runs', 'demo', 'pretrain', 'stats_name', 'dataset_stats',
-           'ablation_runs', 'gap_runs', 'dacs_runs', 'french_runs', 'methods_runs']
+__all__ = ['DEMO', 'PRETRAIN', 'STATS_REPORTS', 'METHOD_ROWS', 'CAMVID', 'CAMVID_ROWS', 'CAMVID_REPEATED', 'SWEEPS', 'demo_runs',
+           'demo', 'pretrain_run', 'pretrain', 'stats_name', 'dataset_stats', 'ablation_runs', 'gap_runs', 'dacs_runs',
+           'french_runs', 'methods_runs', 'camvid_runs', 'camvid_check_runs']
 
 # %% ../nbs/09b_sweeps.ipynb #a28d6c42
 DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
@@ -37,10 +38,22 @@ def demo(iterations:int|None=None, # training iterations of each run (default: t
     run_sweep('demo', demo_runs(iterations, device or s.device, **overrides), settings=s, force=force)
     return Path(s.reports_dir)/'index.html'
 
-def pretrain(force:bool=False, **params) -> Path:
-    "Execute `nbs/experiments/pretrain.ipynb` (sweep 'pretrain'), which installs the SynthStreets weights; returns its report."
+#: the starting points `pretrain` makes: name (a key of `experiment.PRETRAINED`) -> parameters of pretrain.ipynb
+PRETRAIN = {'synthstreets-sim': dict(),
+            # CamVid's start: the real style at CamVid's half resolution, CamVid's classes; 3000 iterations of batch 8 (about 15
+            # minutes on 2 CPU cores), from scratch
+            'synthstreets-camvid': dict(style='real', height=180, width=240, classes='camvid', iterations=3000, weights_name='synthstreets-camvid')}
+
+def pretrain_run(name:str='synthstreets-sim', **params) -> dict:
+    "The run (of sweep 'pretrain') that makes the weights `name` (a key of `PRETRAIN`), `params` overriding its parameters."
+    from classmix_lab.config import check_choice
+    return {**PRETRAIN[check_choice('pretrain', name, list(PRETRAIN))], **params, 'run': name, 'template': 'pretrain'}
+
+def pretrain(name:str='synthstreets-sim', # a key of `PRETRAIN`
+             force:bool=False, **params) -> Path:
+    "Execute `nbs/experiments/pretrain.ipynb` (sweep 'pretrain', run `name`), which installs the weights `name`; returns its report."
     s = load_settings()
-    rec = run_sweep('pretrain', [dict(params, run='synthstreets-sim', template='pretrain')], settings=s, force=force)[0]
+    rec = run_sweep('pretrain', [pretrain_run(name, **params)], settings=s, force=force)[0]
     if rec['status'] != 'ok': raise ParameterError(f"pretraining failed: {rec['error']}")
     return Path(s.reports_dir)/rec['report']
 
@@ -155,6 +168,54 @@ def methods_runs(iterations:int=500, # iterations of each run
     "Every semi-supervised method of the lab with its paper's settings, on SynthStreets (real style) at 12 labels."
     return _table_runs(METHOD_ROWS, iterations, seeds, base, 'Supervised')
 
+# %% ../nbs/09b_sweeps.ipynb #6a1f3b27
+CAMVID = dict(dataset='camvid', init='synthstreets-camvid', image_scale=0.5, batch_size=4, batch_size_u=4, seed=0)
+CAMVID_ROWS = [*METHOD_ROWS, ('Fully supervised', dict(method='supervised', labeled='all'))]
+CAMVID_REPEATED = ('Supervised', 'CutMix', 'CowMix', 'ClassMix', 'Fully supervised')   # on every split
+
+def _splits(splits) -> list:
+    "Split numbers from (0, 1), '0,1' or '0-2'."
+    if isinstance(splits, (list, tuple)): out = [int(k) for k in splits]
+    else:
+        t = str(splits).strip()
+        try: out = list(range(int(t.split('-')[0]), int(t.split('-')[1]) + 1)) if '-' in t else [int(k) for k in t.split(',') if k.strip()]
+        except ValueError: raise ParameterError(f"splits={splits!r} must be like '0', '0,1' or '0-9' (the committed splits/camvid/30_seed<k>.txt)") from None
+    bad = [k for k in out if not 0 <= k <= 9]
+    if not out or bad: raise ParameterError(f"splits={splits!r}: the committed CamVid splits are 0-9")
+    return out
+
+def camvid_runs(iterations:int=500, # iterations of each run
+                splits=(0, 1), # committed 30-image splits: the repeated rows on each, the others on the first
+                seeds=(0,), **base) -> list:
+    "French et al.'s Table 1 on CamVid with every method of the lab (rows `CAMVID_ROWS`), in the CPU regimen `CAMVID`."
+    splits, runs = _splits(splits), []
+    order = [(k, l, kw) for k in splits for l, kw in CAMVID_ROWS if l in CAMVID_REPEATED]
+    order += [(splits[0], l, kw) for l, kw in CAMVID_ROWS if l not in CAMVID_REPEATED]
+    for seed in seeds:
+        for k, label, kw in order:
+            full = kw.get('labeled') == 'all'
+            tag = f"seed-{seed + k}" if full else f"split-{k}" + (f"_seed-{seed}" if seed else '')
+            r = {**CAMVID, 'iterations': iterations, 'labeled': f'splits/camvid/30_seed{k}.txt', **base, **kw,
+                 'seed': seed + k if full else seed, 'label': label, 'run': f"{_slug(label)}_{tag}"}
+            if METHODS[kw['method']].cls.unlabeled:
+                r.update(baseline='Supervised', compare_with=[f"supervised_split-{k}" + (f"_seed-{seed}" if seed else '')])
+            runs.append(r)
+    return list({r['run']: r for r in runs}.values())
+
+# %% ../nbs/09b_sweeps.ipynb #9d4a6e5a
+def camvid_check_runs(iterations:int=500, holdout:str='0006R0', split:int=0, seeds=(0,), **base) -> list:
+    "The CamVid regimen's choices, each scored on val and on a training sequence left out (`holdout`)."
+    base = {**CAMVID, 'iterations': iterations, 'labeled': f'splits/camvid/30_seed{_splits((split,))[0]}.txt', 'holdout': holdout, **base}
+    rows = [('Start (no training)', dict(method='supervised', iterations=0)),
+            ('Supervised', dict(method='supervised')),
+            ('Supervised, from scratch', dict(method='supervised', init='none', lr=0.01)),   # the pretraining's rate
+            ('Supervised, full resolution', dict(method='supervised', image_scale=1.0)),
+            ('Supervised, 2x iterations', dict(method='supervised', iterations=2*iterations)),
+            ('ClassMix', dict(method='classmix')), ('CowMix', dict(method='cowmix', preset='french'))]
+    return [{**base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}",
+             **({'baseline': 'Supervised', 'compare_with': [f'supervised_seed-{seed}']} if METHODS[kw['method']].cls.unlabeled else {})}
+            for seed in seeds for label, kw in rows]
+
 # %% ../nbs/09b_sweeps.ipynb #46b5a4dd
 #: the lab's named sweeps: command -> (the function that lists its runs, help)
 SWEEPS = {'ablation': (ablation_runs, 'the thesis Table 5.1 ablation on SynthStreets'),
@@ -163,4 +224,7 @@ SWEEPS = {'ablation': (ablation_runs, 'the thesis Table 5.1 ablation on SynthStr
           'french': (french_runs, "French et al.'s Table 1 on SynthStreets: supervised, standard augmentation, ICT, CutOut, CutMix, CowOut, CowMix, full supervision"),
           'dacs': (dacs_runs, 'the thesis Table 5.2 domain adaptation, SynthStreets sim -> real (source=synthstreets-game: game -> real)'),
           'gap': (gap_runs, "where a SynthStreets source's gap to real is (source=synthstreets-sim or synthstreets-game): "
-                            'source only on it, on it with the real camera, layout or look, and on real')}
+                            'source only on it, on it with the real camera, layout or look, and on real'),
+          'camvid': (camvid_runs, "French et al.'s Table 1 on the real CamVid with every method (splits=0,1 by default; "
+                                  'needs camvid_root and the synthstreets-camvid start)'),
+          'camvid-check': (camvid_check_runs, "the CamVid regimen's choices scored on val and on a training sequence left out (holdout=0006R0)")}

@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/train.html.md"""
 
 # %% ../nbs/06_train.ipynb #9f0fefe6
 from __future__ import annotations
-import contextlib, copy, io, json, math, sys, time
+import contextlib, copy, inspect, io, json, math, sys, time
 from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -17,17 +17,19 @@ from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase, mixu
 from .augment import (strong_augment, random_affine, affine_grid, warp, valid_mask, photometric, tps_grid,
                                   phtps_photometric)
 from .model import param_groups, batchnorms
+from .distributed import rank_info, rank_seed, mean_over_ranks_, nan_mean_over_ranks, gather_objects
 
 # %% auto #0
-__all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'AUTOCAST', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS', 'PHTPS_VARIANTS',
-           'TEACHERS', 'METHODS', 'BASE_STATS', 'ESTIMATE_STEPS', 'TrainConfig', 'MeanTeacher', 'weight_map',
-           'pixel_loss', 'label_loss', 'RunInfo', 'Output', 'network_output', 'Step', 'Method', 'Supervised', 'Views',
-           'ConsistencyConfig', 'Consistency', 'parse_range', 'MixConfig', 'MixConsistency', 'DACSConfig',
-           'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig', 'StructuredConsistency', 'FrenchConfig',
-           'ICTConfig', 'InterpolationConsistency', 'AugmentConfig', 'AugmentConsistency', 'masked_kl', 'PhTPSConfig',
-           'PhTPSConsistency', 'mlp_head', 'ClassAttention', 'ContrastiveHeads', 'pixel_vectors', 'l1_weights',
-           'class_contrastive_loss', 'bank_candidates', 'push_fifo', 'ContrastiveConfig', 'ContrastiveMemoryBank',
-           'MethodSpec', 'register_method', 'method_settings', 'make_method', 'Trainer']
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'AUTOCAST', 'RESUME_FREE', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS',
+           'PHTPS_VARIANTS', 'TEACHERS', 'METHODS', 'BASE_STATS', 'ESTIMATE_STEPS', 'TrainConfig', 'check_compiler',
+           'tensorboard_writer_class', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss', 'RunInfo', 'Output',
+           'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig', 'Consistency', 'parse_range',
+           'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig',
+           'StructuredConsistency', 'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig',
+           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'mlp_head', 'ClassAttention',
+           'ContrastiveHeads', 'pixel_vectors', 'l1_weights', 'class_contrastive_loss', 'bank_candidates', 'push_fifo',
+           'ContrastiveConfig', 'ContrastiveMemoryBank', 'MethodSpec', 'register_method', 'method_settings',
+           'make_method', 'Trainer']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 OPTIMIZERS = ('sgd', 'adam')
@@ -53,6 +55,9 @@ class TrainConfig:
     label_relax: int = 1  # window w of boundary label relaxation in the supervised loss (Kim et al. Eq. 2); 1: cross-entropy
     precision: str = 'auto'  # 'auto' (bf16 on a CUDA device that has it, else fp32), 'bf16', 'fp16' (CUDA, with a gradient scaler), 'fp32'
     channels_last: bool = False  # the network and its inputs in channels-last memory layout
+    sync_bn: bool = False  # data-parallel runs: BatchNorm with the statistics of the global batch (SyncBatchNorm; CUDA only)
+    compile: bool = False  # torch.compile the student's forward (checkpoints keep the plain weight names)
+    tensorboard: bool = False  # TensorBoard scalars of the logged statistics, in a `tensorboard` folder beside the log file
 
     def __post_init__(self):
         if self.label_relax < 1 or self.label_relax % 2 == 0: raise ParameterError(f"label_relax={self.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
@@ -63,6 +68,8 @@ class TrainConfig:
         if self.weight_decay < 0: raise ParameterError(f"weight_decay={self.weight_decay} must be >= 0")
         check_choice('optimizer', self.optimizer, OPTIMIZERS); check_choice('schedule', self.schedule, SCHEDULES)
         check_choice('precision', self.precision, PRECISIONS)
+        if self.tensorboard: tensorboard_writer_class()
+        if self.compile: check_compiler()
 
     def make_optimizer(self, groups:list) -> torch.optim.Optimizer:
         "The optimiser of `groups` (dicts with params, lr and lr_mult)."
@@ -79,6 +86,22 @@ class TrainConfig:
     def lr_at(self, k:int) -> float:
         "The base learning rate of step `k`."
         return self.lr if self.schedule == 'constant' else self.lr*(1 - k/self.iterations)**self.poly_power
+
+RESUME_FREE = ('compile', 'tensorboard')  # settings a run may change when it resumes: how it runs, not what it computes
+
+def check_compiler():
+    "A `ParameterError` unless a C++ compiler is on the PATH (`torch.compile` builds its kernels with one, and Triton's launchers on CUDA with a C compiler)."
+    import os, shutil
+    if not any(shutil.which(c) for c in (os.environ.get('CXX', ''), 'g++', 'c++', 'clang++') if c):
+        raise ParameterError("compile=True needs a C++ compiler (g++ or clang++) on the PATH for torch.compile; install one, or leave compile off")
+
+def tensorboard_writer_class():
+    "`torch.utils.tensorboard.SummaryWriter`, or a `ParameterError` saying how to install what it needs."
+    try:
+        import tensorboard  # noqa: F401  (torch.utils.tensorboard imports it only when a writer is made)
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise ParameterError("tensorboard=True needs the tensorboard package: pip install 'classmix_lab[tensorboard]' (or pip install tensorboard)") from None
+    return SummaryWriter
 
 # %% ../nbs/06_train.ipynb #c562a209
 class MeanTeacher:
@@ -942,6 +965,8 @@ class Trainer:
                  log_file:Path|str|None=None, # JSON lines: one row of statistics every log_every steps, as they come
                  run:RunInfo|None=None): # what the method may know of the run (default: its length and classes)
         self.cfg, self.device = config or TrainConfig(), torch.device(device)
+        self.rank = rank_info()   # None: this process trains alone
+        if self.rank is not None and not self.rank.main: progress, log_file = None, None   # rank 0 prints and logs
         self.model, self.labeled, self.unlabeled = model, labeled, unlabeled
         self.method = method if method is not None else make_method('supervised')
         if self.method.unlabeled and unlabeled is None: raise ParameterError(f"method={self.method.name!r} needs unlabeled batches")
@@ -953,14 +978,54 @@ class Trainer:
         self.precision = self.cfg.resolved_precision(self.device)
         if self.cfg.channels_last: model.to(memory_format=torch.channels_last)   # before the teacher copies it
         self.scaler = torch.amp.GradScaler('cuda') if self.precision == 'fp16' else None
+        self.net = self._network(model)   # what the step's forwards run: the student, data-parallel and/or compiled
         self.mean_teacher = MeanTeacher(model, self.cfg.ema_alpha, self.method.ema_modules())
         groups = param_groups(model, self.cfg.lr, self.cfg.classifier_lr_mult) + self.method.param_groups(self.cfg.lr)
         self.opt = self.cfg.make_optimizer(groups)
-        self.g = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
+        self._method_params = [p for g in self.method.param_groups(self.cfg.lr) for p in g['params']] if self.rank else []
+        self.g = torch.Generator(device=self.device).manual_seed(rank_seed(self.cfg.seed, self.rank.rank if self.rank else 0))
         self.stat_names = BASE_STATS + tuple(self.method.stats)
         self.stats = torch.full((self.cfg.iterations, len(self.stat_names)), float('nan'), device=self.device)
         self.iteration, self.history, self.seconds, self._resumed = 0, [], 0., None
         self.estimate = None  # time per iteration, peak memory and expected total, measured after the first steps of `fit`
+        self._reduced, self._bn_buffers, self._tb = 0, [], None   # steps whose statistics are averaged over the ranks; buffers averaged after each step; TensorBoard writer
+        if self.cfg.tensorboard and self.tensorboard_dir is None and (self.rank is None or self.rank.main):
+            raise ParameterError("tensorboard=True writes its event files beside the run's log: give the Trainer a log_file or a checkpoint path")
+
+    def _network(self, model:nn.Module) -> nn.Module:
+        "The module the step runs: `model` itself, in `DistributedDataParallel` under torchrun, compiled when asked."
+        net = model
+        if self.rank is not None:
+            from torch.nn.parallel import DistributedDataParallel
+            if self.cfg.sync_bn:
+                if self.device.type != 'cuda': raise ParameterError("sync_bn=True needs CUDA devices (SyncBatchNorm does not run on the CPU); leave it off, or freeze BatchNorm with freeze_bn=True")
+                if nn.SyncBatchNorm.convert_sync_batchnorm(model) is not model: raise ParameterError("sync_bn=True: the network must not be a BatchNorm layer itself")
+            for t in [*self.method.state_dict().values(), *model.buffers()]: torch.distributed.broadcast(t, 0)   # the method's heads, BatchNorm statistics as rank 0 has them
+            # rank 0's weights are broadcast here; buffers are not broadcast before each forward (they are averaged after each step)
+            quiet = 'forward_sync_buffers' in inspect.signature(DistributedDataParallel).parameters   # its name from torch 2.14 on
+            net = DistributedDataParallel(model, device_ids=[self.device] if self.device.type == 'cuda' else None,
+                                          **{'forward_sync_buffers' if quiet else 'broadcast_buffers': False})
+            torch.manual_seed(rank_seed(self.cfg.seed, self.rank.rank))   # a rank's own stream for anything drawn from torch's generator
+        if self.cfg.compile: net = torch.compile(net)
+        return net
+
+    @property
+    def tensorboard_dir(self) -> Path|None:
+        "Where the TensorBoard event files go: a `tensorboard` folder beside the log file (or the checkpoint)."
+        base = self.log_file or self.checkpoint
+        return None if base is None else base.parent/'tensorboard'
+
+    def log_scalars(self, values:dict, step:int):
+        "Write `values` (name -> number) as TensorBoard scalars at `step`, when the run writes TensorBoard files (rank 0)."
+        if not self.cfg.tensorboard or (self.rank is not None and not self.rank.main): return
+        if self._tb is None: self._tb = tensorboard_writer_class()(str(self.tensorboard_dir))
+        for k, v in values.items():
+            if v is not None and v == v: self._tb.add_scalar(k, float(v), step)
+        self._tb.flush()
+
+    def close(self):
+        "Close the TensorBoard writer (a later `log_scalars` opens a new one)."
+        if self._tb is not None: self._tb.close(); self._tb = None
 
     @property
     def teacher(self): return self.mean_teacher.teacher
@@ -981,18 +1046,30 @@ def step(self:Trainer, k:int):
     if self.cfg.channels_last: x_l, x_u = (None if x is None else x.contiguous(memory_format=torch.channels_last) for x in (x_l, x_u))
     dtype = AUTOCAST.get(self.precision)
     with torch.autocast(self.device.type, dtype=dtype) if dtype else contextlib.nullcontext():   # losses cast logits to fp32
-        out_l = network_output(self.model, x_l, self.method.features)
-        step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.model, self.mean_teacher, self.g,
+        out_l = network_output(self.net, x_l, self.method.features)
+        step = Step(k, self.cfg.iterations, x_l, y_l, out_l, x_u, self.net, self.mean_teacher, self.g,
                     self.cfg.label_relax, batch[2] if len(batch) > 2 else None)
         loss_l = self.method.supervised_loss(step)
         loss_u, extra = self.method.unsupervised(step)
         loss = loss_l + loss_u
     self.opt.zero_grad(set_to_none=True)
-    if self.scaler is None: loss.backward(); self.opt.step()
-    else: self.scaler.scale(loss).backward(); self.scaler.step(self.opt); self.scaler.update()
+    if self.scaler is None: loss.backward(); self._average_method_grads(); self.opt.step()
+    else: self.scaler.scale(loss).backward(); self._average_method_grads(); self.scaler.step(self.opt); self.scaler.update()
+    if self._bn_buffers: mean_over_ranks_(self._bn_buffers)   # the same running statistics, so the same teacher, on every rank
     self.mean_teacher.update(k, self.method.ema_decay(step, self.mean_teacher))
     row = dict(loss=loss.detach(), loss_l=loss_l.detach(), lr=lr, **extra)
     self.stats[k] = torch.stack([torch.as_tensor(row.get(s, float('nan')), dtype=torch.float32, device=self.device) for s in self.stat_names])
+
+@patch
+def _average_method_grads(self:Trainer):
+    "Data-parallel: average the gradients of the method's own parameters (DDP averages the network's) over the ranks."
+    ps = self._method_params
+    if not ps: return
+    has = torch.tensor([p.grad is not None for p in ps], dtype=torch.float32, device=self.device)
+    torch.distributed.all_reduce(has)   # a parameter that got a gradient on any rank is stepped on every rank
+    for p, h in zip(ps, has.tolist()):
+        if h and p.grad is None: p.grad = torch.zeros_like(p)
+    mean_over_ranks_([p.grad for p in ps if p.grad is not None])
 
 # %% ../nbs/06_train.ipynb #82ea2e5a
 def _state(obj):
@@ -1004,13 +1081,20 @@ def _method_record(m:Method) -> dict: return dict(name=m.name, settings=m.settin
 @patch
 @torch.no_grad()
 def save_checkpoint(self:Trainer):
-    "Write the full training state to `self.checkpoint`, atomically."
+    "Write the full training state to `self.checkpoint`, atomically (data-parallel: rank 0 writes, with every rank's random state)."
+    ranks = None
+    if self.rank is not None:   # every rank takes part; the per-rank states (generators, the method's banks) travel to rank 0
+        _reduce_stats(self, self.iteration)
+        ranks = gather_objects(dict(generator=self.g.get_state().cpu(), torch_rng=torch.get_rng_state(),
+                                    method_state={k: v.cpu() for k, v in self.method.state_dict().items()}))
+        if not self.rank.main: return
     state = dict(iteration=self.iteration, student=self.model.state_dict(), teacher=self.teacher.state_dict(),
                  teacher_heads=_state(self.mean_teacher.heads), optimizer=self.opt.state_dict(), scaler=_state(self.scaler),
                  generator=self.g.get_state(), torch_rng=torch.get_rng_state(),
                  labeled=_state(self.labeled), unlabeled=_state(self.unlabeled), method_state=self.method.state_dict(),
                  stats=self.stats.cpu(), stat_names=list(self.stat_names),
                  history=self.history, seconds=self.seconds, config=asdict(self.cfg), method=_method_record(self.method))
+    if ranks is not None: state.update(world_size=self.rank.world_size, ranks=ranks)
     buf = io.BytesIO(); torch.save(state, buf)
     atomic_write(self.checkpoint, buf.getvalue())
 
@@ -1020,24 +1104,38 @@ def load_checkpoint(self:Trainer) -> bool:
     if not (self.checkpoint and self.checkpoint.is_file()): return False
     st = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
     config = {**{f.name: f.default for f in fields(TrainConfig)}, **st['config']}   # a checkpoint from before a setting existed has its default
-    if config != asdict(self.cfg) or st['method'] != _method_record(self.method):
+    free = lambda c: {k: v for k, v in c.items() if k not in RESUME_FREE}
+    if free(config) != free(asdict(self.cfg)) or st['method'] != _method_record(self.method):
         raise ParameterError(f"{self.checkpoint}: checkpoint was written by a run with other settings; use another run folder or delete it")
+    world = self.rank.world_size if self.rank else 1
+    if st.get('world_size', 1) != world:
+        raise ParameterError(f"{self.checkpoint}: checkpoint was written by a run of {st.get('world_size', 1)} processes, this one has {world} "
+                             "(the global batch would change); resume it with as many, or use another run folder")
+    mine = st['ranks'][self.rank.rank] if self.rank else st   # this rank's random state and method state
     self.model.load_state_dict(st['student']); self.teacher.load_state_dict(st['teacher'])
-    self.method.load_state_dict(st['method_state'])
+    self.method.load_state_dict(mine['method_state'])
     if self.mean_teacher.heads is not None: self.mean_teacher.heads.load_state_dict(st['teacher_heads'])
     self.opt.load_state_dict(st['optimizer'])
     if self.scaler is not None and st.get('scaler'): self.scaler.load_state_dict(st['scaler'])
-    self.g.set_state(st['generator'].cpu() if self.device.type == 'cpu' else st['generator'])
-    torch.set_rng_state(st['torch_rng'].cpu())
+    self.g.set_state(mine['generator'].cpu())   # a generator's state is a CPU tensor, of a CUDA generator too
+    torch.set_rng_state(mine['torch_rng'].cpu())
     for src, key in ((self.labeled, 'labeled'), (self.unlabeled, 'unlabeled')):
         if st.get(key) is not None: src.load_state_dict(st[key])
     self.stats.copy_(st['stats']); self.iteration, self.history, self.seconds = st['iteration'], st['history'], st['seconds']
+    self._reduced = self.iteration
     return True
 
 # %% ../nbs/06_train.ipynb #c0f9a8d8
+def _reduce_stats(self:Trainer, k:int):
+    "Data-parallel: the statistics of the steps up to `k` not yet averaged over the ranks are replaced by their averages."
+    if self.rank is None or k <= self._reduced: return
+    self.stats[self._reduced:k] = nan_mean_over_ranks(self.stats[self._reduced:k])
+    self._reduced = k
+
 def _log_row(self:Trainer, k:int) -> dict:
-    "Average statistics of the steps since the last row, read back from the device once."
+    "Average statistics of the steps since the last row (over the ranks too), read back from the device once."
     lo = self.history[-1]['iteration'] if self.history else 0
+    _reduce_stats(self, k)
     block = self.stats[lo:k].cpu()
     row = dict(iteration=k, seconds=round(self.seconds, 2))
     for i, s in enumerate(self.stat_names):
@@ -1089,6 +1187,9 @@ def fit(self:Trainer):
         from tqdm.auto import tqdm
         bar = tqdm(total=K, initial=self.iteration, desc='training', mininterval=1)
     self.model.train(); self.method.train()
+    if self.rank is not None:   # BatchNorm outside SyncBatchNorm learns its running statistics per rank
+        self._bn_buffers = [b for m in batchnorms(self.model) + batchnorms(self.method) if m.training and not isinstance(m, nn.SyncBatchNorm)
+                            for b in (m.running_mean, m.running_var) if b is not None]   # averaged after each step
     t0, start, t_warm = time.perf_counter() - self.seconds, self.iteration, None
     while self.iteration < K:
         self.step(self.iteration)
@@ -1105,6 +1206,7 @@ def fit(self:Trainer):
                 with open(self.log_file, 'a') as fh: fh.write(json.dumps(row) + '\n')
             if bar is not None: bar.update(k - bar.n); bar.set_postfix_str(_fmt(row, K).split(' | ', 1)[1])
             elif self.progress == 'log': print(_fmt(row, K), flush=True)
+            self.log_scalars({f'train/{s}': row[s] for s in self.stat_names if s in row}, k)
         if self.checkpoint and ((cfg.checkpoint_every and k % cfg.checkpoint_every == 0) or k == K): self.save_checkpoint()
     if bar is not None: bar.close()
     return self.history

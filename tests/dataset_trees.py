@@ -111,13 +111,14 @@ def synthia(root, n=3, size=(24, 40)):
     return root
 
 
-def camvid(root, splits={'train': 4, 'val': 2, 'test': 2}, size=(18, 24)):
-    "SegNet layout: <split>/0001TP_006690.png and <split>annot/0001TP_006690.png (values 0-10, 11 void), <split>.txt."
+def camvid(root, splits={'train': 4, 'val': 2, 'test': 2}, size=(18, 24), sequences=('0001TP',)):
+    """SegNet layout: <split>/0001TP_006690.png and <split>annot/0001TP_006690.png (values 0-10, 11 void), <split>.txt;
+    the training and val frames taken in turn from `sequences` (file-name prefixes, as CamVid's clips)."""
     root, h, w = Path(root), *size
     for split, n in splits.items():
         lines = []
         for k in range(n):
-            name = f'0001TP_{6690 + 30*k:06d}.png' if split != 'test' else f'Seq05VD_f{30*k:05d}.png'
+            name = f'{sequences[k % len(sequences)]}_{6690 + 30*k:06d}.png' if split != 'test' else f'Seq05VD_f{30*k:05d}.png'
             save(root/split/name, rgb(h, w)); save(root/f'{split}annot'/name, label_from(range(12), h, w, (0, 10, 11)), 'L')
             lines.append(f'{split}/{name} {split}annot/{name}\n')
         (root/f'{split}.txt').write_text(''.join(lines))

@@ -23,3 +23,12 @@ def test_shipped_weights_match_the_generator():
     assert obj['classes'] == list(CLASSES) and obj['meta']['params']['style'] == 'sim'
     # BatchNorm saw the training batches and nothing else (a forward pass in train mode after training would count one more)
     assert all(int(v) == obj['meta']['params']['iterations'] for k, v in obj['state_dict'].items() if k.endswith('num_batches_tracked'))
+
+
+def test_camvid_start_predicts_camvid_classes_from_the_current_generator():
+    from classmix_lab.datasets import CAMVID_CLASSES
+    obj = torch.load(pretrained_path('synthstreets-camvid'), map_location='cpu', weights_only=True)
+    assert obj['classes'] == list(CAMVID_CLASSES) and obj['meta']['params']['classes'] == 'camvid'
+    assert obj['meta']['generator_version'] == GENERATOR_VERSION       # else: `classmix-lab pretrain synthstreets-camvid --force`
+    assert (obj['meta']['params']['height'], obj['meta']['params']['width']) == (180, 240)   # CamVid's half resolution, as `sweeps.CAMVID`
+    assert set(obj['meta']['target_miou']) == {'CamVid train', 'CamVid val'}
