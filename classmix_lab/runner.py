@@ -51,13 +51,20 @@ def template_parameters(name:str) -> dict:
     return {k: value(v['default']) for k, v in pm.inspect_notebook(str(template_path(name))).items()}
 
 # %% ../nbs/09_runner.ipynb #0da81f88
+def _project_relative(f:Path) -> str:
+    """A split file of the project's own (`splits/camvid/30_seed0.txt`) by its name in the project, which `split_file`
+    finds from any folder and which reads the same on every machine; any other file by its absolute path."""
+    src = load_settings().source
+    root = src.parent.resolve() if src else None
+    return str(f.relative_to(root)) if root and f.is_relative_to(root) else str(f)
+
 def _absolute_paths(params:dict) -> dict:
     """`params` with the paths a user gave relative to the working folder (out_dir, a split file in `labeled`, an `init`
     checkpoint) made absolute: the notebook's kernel runs in the run folder, where they would mean something else."""
     p = dict(params)
     if p.get('out_dir'): p['out_dir'] = str(Path(str(p['out_dir'])).expanduser().resolve())
     f = split_file(p['labeled']) if 'labeled' in p else None
-    if f is not None: p['labeled'] = str(f)
+    if f is not None: p['labeled'] = _project_relative(f)
     init = p.get('init')
     if isinstance(init, str) and init not in ('none', *PRETRAINED) and Path(init).expanduser().exists(): p['init'] = str(Path(init).expanduser().resolve())
     return p

@@ -169,7 +169,7 @@ def methods_runs(iterations:int=500, # iterations of each run
     return _table_runs(METHOD_ROWS, iterations, seeds, base, 'Supervised')
 
 # %% ../nbs/09b_sweeps.ipynb #6a1f3b27
-CAMVID = dict(dataset='camvid', init='synthstreets-camvid', image_scale=0.5, batch_size=4, batch_size_u=4, seed=0)
+CAMVID = dict(dataset='camvid', init='synthstreets-camvid', image_scale=0.5, batch_size=4, batch_size_u=4, lr=0.01, seed=0)
 CAMVID_ROWS = [*METHOD_ROWS, ('Fully supervised', dict(method='supervised', labeled='all'))]
 CAMVID_REPEATED = ('Supervised', 'CutMix', 'CowMix', 'ClassMix', 'Fully supervised')   # on every split
 
@@ -208,9 +208,11 @@ def camvid_check_runs(iterations:int=500, holdout:str='0006R0', split:int=0, see
     base = {**CAMVID, 'iterations': iterations, 'labeled': f'splits/camvid/30_seed{_splits((split,))[0]}.txt', 'holdout': holdout, **base}
     rows = [('Start (no training)', dict(method='supervised', iterations=0)),
             ('Supervised', dict(method='supervised')),
-            ('Supervised, from scratch', dict(method='supervised', init='none', lr=0.01)),   # the pretraining's rate
+            ('Supervised, from scratch', dict(method='supervised', init='none')),
             ('Supervised, full resolution', dict(method='supervised', image_scale=1.0)),
             ('Supervised, 2x iterations', dict(method='supervised', iterations=2*iterations)),
+            ('Supervised, 2x batch', dict(method='supervised', batch_size=2*base['batch_size'])),
+            ('Supervised, lr 0.0025', dict(method='supervised', lr=0.0025)),   # the lab's fine-tuning rate
             ('ClassMix', dict(method='classmix')), ('CowMix', dict(method='cowmix', preset='french'))]
     return [{**base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}",
              **({'baseline': 'Supervised', 'compare_with': [f'supervised_seed-{seed}']} if METHODS[kw['method']].cls.unlabeled else {})}
