@@ -13,7 +13,7 @@ from .config import ParameterError, check_choice, load_settings
 from .data import DatasetError
 from .experiment import ExperimentParams
 from . import index, runner, sweeps
-from .sweeps import SWEEPS, pretrain_run
+from .sweeps import SWEEPS, PRETRAIN, pretrain_run
 
 # %% auto #0
 __all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
@@ -197,6 +197,7 @@ def main(argv=None) -> int:
             print(index.rebuild_index(s.reports_dir, s.runs_dir) if args.rebuild else index.write_index_html(s.reports_dir))
         elif args.command == 'pretrain':
             name = args.params.pop(0) if args.params and '=' not in args.params[0] else 'synthstreets-sim'
+            if name not in PRETRAIN: raise ParameterError(f"{name!r} is neither a start to pretrain ({', '.join(PRETRAIN)}) nor key=value")
             params = _literal_pairs(args.params)   # as `sweeps.pretrain`, with the record kept for the exit status
             recs = runner.run_sweep('pretrain', [pretrain_run(name, **params)], force=args.force, **eng)
             if recs[0].get('report'): print(f"\nreport: {Path(load_settings().reports_dir)/recs[0]['report']}")

@@ -21,7 +21,7 @@ def cli(*args, env=None):
     (['ablation', '--seeds', 'one'], "seeds='one' must be like '0', '0,1,2' or '0-9'"),
     (['evaluate', '/no/such/run'], "/no/such/run/metrics.json: no metrics; is /no/such/run a finished run?"),
     (['dacs', '--name', 'sim to real'], "sweep='sim to real' must be letters, digits, '_', '.', '+' or '-'"),
-    (['pretrain', 'imagenet'], "pretrain='imagenet' is not one of: synthstreets-sim, synthstreets-camvid"),
+    (['pretrain', 'imagenet'], "'imagenet' is neither a start to pretrain (synthstreets-sim, synthstreets-camvid) nor key=value"),
     (['camvid', 'splits=0,12'], "splits='0,12': the committed CamVid splits are 0-9"),
 ])
 def test_bad_input_is_one_clear_line(args, message):

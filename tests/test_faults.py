@@ -174,7 +174,7 @@ def test_stats_and_pretrain_exit_statuses_tell_what_went_wrong(lab_dirs, monkeyp
     assert rec['status'] == 'failed' and rec['error'].startswith('DatasetError')
     assert main(['pretrain', 'iterations']) == 2
     err = capsys.readouterr().err.strip()
-    assert err.splitlines()[-1] == "classmix-lab: error: 'iterations' is not key=value"
+    assert err.splitlines()[-1] == "classmix-lab: error: 'iterations' is neither a start to pretrain (synthstreets-sim, synthstreets-camvid) nor key=value"
 
 
 def test_a_run_started_twice_at_once_is_refused_naming_the_holder(lab_dirs, capsys):
