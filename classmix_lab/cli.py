@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse, json, sys
 from dataclasses import fields
 from pathlib import Path
-from .config import ParameterError, check_choice, load_settings
+from .config import ParameterError, check_choice, load_settings, parse_numbers
 from .data import DatasetError
 from .experiment import ExperimentParams
 from . import index, runner, sweeps
@@ -120,10 +120,7 @@ def _parser():
 # %% ../nbs/10_cli.ipynb #08e87716
 def parse_seeds(text:str) -> list:
     "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]."
-    try:
-        if '-' in text: a, b = text.split('-'); return list(range(int(a), int(b) + 1))
-        return [int(x) for x in text.split(',')]
-    except ValueError: raise ParameterError(f"seeds={text!r} must be like '0', '0,1,2' or '0-9'") from None
+    return parse_numbers(text, 'seeds', "'0', '0,1,2' or '0-9'")
 
 _INPUT_ERRORS = ('ParameterError', 'DatasetError')   # raised for bad input, also when found inside a run's notebook
 

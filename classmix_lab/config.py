@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'Settings', 'find_settings_file',
-           'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
+__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'parse_numbers', 'Settings',
+           'find_settings_file', 'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
 
 # %% ../nbs/00_config.ipynb #2e8c4915
 class ParameterError(ValueError):
@@ -25,6 +25,15 @@ def check_choice(name:str, # parameter name, as the user wrote it
     if value not in choices:
         raise ParameterError(f"{name}={value!r} is not one of: {', '.join(map(str, choices))}")
     return value
+
+def parse_numbers(text:str, # '0-9', '0,3' or '2'
+                  name:str, # parameter name, for the error
+                  like:str) -> list: # what is accepted, for the error: "'0', '0,1,2' or '0-9'"
+    "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]: a list of integers as a range or a comma list (seeds, splits)."
+    try:
+        if '-' in text: a, b = text.split('-'); return list(range(int(a), int(b) + 1))
+        return [int(x) for x in text.split(',')]
+    except ValueError: raise ParameterError(f"{name}={text!r} must be like {like}") from None
 
 # %% ../nbs/00_config.ipynb #6da3764d
 IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts

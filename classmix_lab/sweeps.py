@@ -8,7 +8,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/sweeps.html.md"""
 from __future__ import annotations
 import re
 from pathlib import Path
-from .config import ParameterError, load_settings
+from .config import ParameterError, load_settings, parse_numbers
 from .runner import run_sweep
 from .train import METHODS
 
@@ -175,11 +175,8 @@ CAMVID_REPEATED = ('Supervised', 'CutMix', 'CowMix', 'ClassMix', 'Fully supervis
 
 def _splits(splits) -> list:
     "Split numbers from (0, 1), '0,1' or '0-2'."
-    if isinstance(splits, (list, tuple)): out = [int(k) for k in splits]
-    else:
-        t = str(splits).strip()
-        try: out = list(range(int(t.split('-')[0]), int(t.split('-')[1]) + 1)) if '-' in t else [int(k) for k in t.split(',') if k.strip()]
-        except ValueError: raise ParameterError(f"splits={splits!r} must be like '0', '0,1' or '0-9' (the committed splits/camvid/30_seed<k>.txt)") from None
+    out = ([int(k) for k in splits] if isinstance(splits, (list, tuple))
+           else parse_numbers(str(splits).strip(), 'splits', "'0', '0,1' or '0-9' (the committed splits/camvid/30_seed<k>.txt)"))
     bad = [k for k in out if not 0 <= k <= 9]
     if not out or bad: raise ParameterError(f"splits={splits!r}: the committed CamVid splits are 0-9")
     return out
