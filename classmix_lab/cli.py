@@ -115,6 +115,8 @@ def _parser():
     sp.add_argument('--root', help='dataset root (default: settings.ini)')
     sp.add_argument('--out', default='splits', help='folder; files go to OUT/<dataset>/<count>_seed<seed>.txt')
     sp.add_argument('--seeds', default='0', help="seeds: '0', '0,1,2' or '0-9'")
+    sp.add_argument('--holdout', default='', help="leave out the training images whose names start with this (a sequence scored apart, "
+                                                  "as holdout= does in runs); files go to OUT/<dataset>/holdout-<HOLDOUT>/")
     return p
 
 # %% ../nbs/10_cli.ipynb #08e87716
@@ -213,7 +215,7 @@ def main(argv=None) -> int:
             print(f"written to {r['file']}")
         elif args.command == 'splits':
             from classmix_lab.datasets import make_paper_splits
-            for path in make_paper_splits(args.dataset, args.root, args.out, parse_seeds(args.seeds)): print(path)
+            for path in make_paper_splits(args.dataset, args.root, args.out, parse_seeds(args.seeds), holdout=args.holdout): print(path)
     except (ParameterError, DatasetError) as e:
         print(f"classmix-lab: error: {e}", file=sys.stderr)
         return 2

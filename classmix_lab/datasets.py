@@ -433,14 +433,21 @@ def make_paper_splits(name:str, # 'cityscapes', 'voc' or 'camvid'
                       root=None, # dataset root; default from the settings
                       out_dir='splits', # files go to out_dir/<name>/
                       seeds=(0,), # one file per labeled amount and seed
+                      holdout:str='', # leave out the images whose file names start with this (a sequence scored apart); files go to out_dir/<name>/holdout-<holdout>/
                       **kwargs) -> list:
     "Write the papers' labeled splits of dataset `name`; returns the paths."
     cls = DATASETS[check_choice('dataset', name, [k for k, c in DATASETS.items() if c.paper_labeled])]
     ds = get_dataset(name, None, root, **kwargs)
+    pool, folder = ds.names, Path(out_dir)/name
+    if holdout:
+        pool = [n for n in ds.names if not Path(n).name.startswith(holdout)]
+        if not 0 < len(pool) < len(ds.names): raise ParameterError(f"holdout={holdout!r} must name some but not all of {name}'s {len(ds.names)} training images by the start of their file names")
+        folder = folder/f'holdout-{holdout}'
     paths = []
     for labeled in cls.paper_labeled:
         for seed in seeds:
-            names = labeled_split(ds.names, labeled, seed)
-            comment = f"{name} {ds.split}: {len(names)} of {len(ds)} images labeled ({labeled}), seed {seed}; made by classmix_lab.datasets.make_paper_splits"
-            paths.append(save_split(Path(out_dir)/name/f'{len(names)}_seed{seed}.txt', names, comment))
+            names = labeled_split(pool, labeled, seed)
+            kept = f" (the {len(ds) - len(pool)} images of {holdout} left out)" if holdout else ''
+            comment = f"{name} {ds.split}: {len(names)} of {len(pool)} images labeled ({labeled}){kept}, seed {seed}; made by classmix_lab.datasets.make_paper_splits"
+            paths.append(save_split(folder/f'{len(names)}_seed{seed}.txt', names, comment))
     return paths

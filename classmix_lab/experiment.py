@@ -14,7 +14,7 @@ from .config import ParameterError, check_choice, ensure_dir, atomic_write, load
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
 from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS
-from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes
+from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes, imagenet_file, imagenet_weights, load_imagenet
 from .metrics import evaluate, tensor_batches
 from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings
 from .distributed import rank_info, shard, reduce_evaluation, same_on_every_rank, launch
@@ -44,7 +44,7 @@ class ExperimentParams:
     split_seed: int = 0  # seed of the labeled split
     method: str = 'classmix'  # a name in `METHODS`
     model: str = 'deeplabv2-tiny'  # a name in `MODELS`
-    init: str = 'synthstreets-sim'  # starting weights: 'none', a name in `PRETRAINED`, or a checkpoint path
+    init: str = 'synthstreets-sim'  # starting weights: 'none', 'imagenet' (the model's ImageNet encoder, `model.IMAGENET`), a name in `PRETRAINED`, or a checkpoint path
     init_parts: str = 'all'  # 'all', or 'backbone': a fresh classifier, as when starting from a model of other classes
     iterations: int = 1000
     batch_size: int = 8  # labeled images per step
@@ -109,10 +109,11 @@ PRETRAINED = {'synthstreets-sim': dict(file='deeplabv2-tiny_synthstreets-sim.pt'
 
 def pretrained_path(name:str) -> Path:
     "The file of pretrained weights `name`."
-    return WEIGHTS_DIR/PRETRAINED[check_choice('init', name, ['none', *PRETRAINED])]['file']
+    return WEIGHTS_DIR/PRETRAINED[check_choice('init', name, ['none', 'imagenet', *PRETRAINED])]['file']
 
-def init_path(init:str) -> Path:
-    "The weights file an `init` names: a name in `PRETRAINED` or a checkpoint path."
+def init_path(init:str, model:str|None=None) -> Path:
+    "The weights file an `init` names: 'imagenet' (the file of `model`'s ImageNet encoder), a name in `PRETRAINED` or a checkpoint path."
+    if init == 'imagenet': return imagenet_file(model)
     return pretrained_path(init) if init in PRETRAINED else Path(init)
 
 # %% ../nbs/08_experiment.ipynb #9fab8a38
@@ -269,8 +270,9 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
         raise ParameterError(f"init={p.init!r}: its weights file {pretrained_path(p.init)} is missing; make it with nbs/experiments/pretrain.ipynb")
-    if p.init not in ('none', *PRETRAINED) and not Path(p.init).is_file():
-        raise ParameterError(f"init={p.init!r} is not one of: none, {', '.join(PRETRAINED)}, or an existing checkpoint file")
+    if p.init == 'imagenet': imagenet_file(p.model)   # fetched into torchvision's cache now if it is one of its files, else one line saying how
+    if p.init not in ('none', 'imagenet', *PRETRAINED) and not Path(p.init).is_file():
+        raise ParameterError(f"init={p.init!r} is not one of: none, imagenet, {', '.join(PRETRAINED)}, or an existing checkpoint file")
     if split_file(p.labeled) is not None or str(p.holdout).strip():
         labeled, rest, _ = training_names(p, get_dataset(p.dataset, None, **_dataset_kwargs(p)).names)
         n, k = len(labeled) + len(rest), len(labeled)
@@ -299,7 +301,11 @@ class Experiment:
 def _init_model(p:ExperimentParams, num_classes:int, device):
     model = get_model(p.model, num_classes)
     report = None
-    if p.init != 'none':
+    if p.init == 'imagenet':
+        rep = load_imagenet(model, p.model)
+        report = dict(file=rep['file'], imagenet=imagenet_weights(p.model), matched=len(rep['matched']), missing=rep['missing'],
+                      backbone_coverage=rep['backbone_coverage'], warnings=rep['warnings'])
+    elif p.init != 'none':
         ck = load_checkpoint_file(init_path(p.init), name='init')
         path, state = ck['path'], ck['state']
         if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}

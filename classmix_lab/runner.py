@@ -226,7 +226,7 @@ def provenance(template:str, params:dict) -> dict:
         out['synthstreets_generator'] = GENERATOR_VERSION
     init = p.get('init')
     if init and init != 'none':
-        path = init_path(init)
+        path = init_path(init, p.get('model'))
         out['init_sha256'] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
     return out
 

@@ -13,9 +13,9 @@ from .runner import run_sweep
 from .train import METHODS
 
 # %% auto #0
-__all__ = ['DEMO', 'PRETRAIN', 'STATS_REPORTS', 'METHOD_ROWS', 'CAMVID', 'CAMVID_ROWS', 'CAMVID_REPEATED', 'SWEEPS', 'demo_runs',
-           'demo', 'pretrain_run', 'pretrain', 'stats_name', 'dataset_stats', 'ablation_runs', 'gap_runs', 'dacs_runs',
-           'french_runs', 'methods_runs', 'camvid_runs', 'camvid_check_runs']
+__all__ = ['DEMO', 'PRETRAIN', 'STATS_REPORTS', 'METHOD_ROWS', 'CAMVID', 'CAMVID_SPLIT', 'CAMVID_ROWS', 'CAMVID_REPEATED',
+           'SWEEPS', 'demo_runs', 'demo', 'pretrain_run', 'pretrain', 'stats_name', 'dataset_stats', 'ablation_runs',
+           'gap_runs', 'dacs_runs', 'french_runs', 'methods_runs', 'camvid_runs', 'camvid_check_runs']
 
 # %% ../nbs/09b_sweeps.ipynb #a28d6c42
 DEMO = dict(dataset='synthstreets', style='real', labeled='12', init='synthstreets-sim', seed=0)
@@ -169,14 +169,16 @@ def methods_runs(iterations:int=500, # iterations of each run
     return _table_runs(METHOD_ROWS, iterations, seeds, base, 'Supervised')
 
 # %% ../nbs/09b_sweeps.ipynb #6a1f3b27
-CAMVID = dict(dataset='camvid', init='synthstreets-camvid', image_scale=0.5, batch_size=4, batch_size_u=4, lr=0.01, seed=0)
+CAMVID = dict(dataset='camvid', model='swiftnet-lite0', init='imagenet', image_scale=0.5, batch_size=4, batch_size_u=4, lr=0.01,
+              channels_last=True, holdout='0006R0', seed=0)
+CAMVID_SPLIT = 'splits/camvid/holdout-0006R0/30_seed{k}.txt'   # 30 of the 266 frames outside the held-out sequence
 CAMVID_ROWS = [*METHOD_ROWS, ('Fully supervised', dict(method='supervised', labeled='all'))]
 CAMVID_REPEATED = ('Supervised', 'CutMix', 'CowMix', 'ClassMix', 'Fully supervised')   # on every split
 
 def _splits(splits) -> list:
     "Split numbers from (0, 1), '0,1' or '0-2'."
     out = ([int(k) for k in splits] if isinstance(splits, (list, tuple))
-           else parse_numbers(str(splits).strip(), 'splits', "'0', '0,1' or '0-9' (the committed splits/camvid/30_seed<k>.txt)"))
+           else parse_numbers(str(splits).strip(), 'splits', "'0', '0,1' or '0-9' (the committed " + CAMVID_SPLIT.format(k='<k>') + ')'))
     bad = [k for k in out if not 0 <= k <= 9]
     if not out or bad: raise ParameterError(f"splits={splits!r}: the committed CamVid splits are 0-9")
     return out
@@ -192,7 +194,7 @@ def camvid_runs(iterations:int=500, # iterations of each run
         for k, label, kw in order:
             full = kw.get('labeled') == 'all'
             tag = f"seed-{seed + k}" if full else f"split-{k}" + (f"_seed-{seed}" if seed else '')
-            r = {**CAMVID, 'iterations': iterations, 'labeled': f'splits/camvid/30_seed{k}.txt', **base, **kw,
+            r = {**CAMVID, 'iterations': iterations, 'labeled': CAMVID_SPLIT.format(k=k), **base, **kw,
                  'seed': seed + k if full else seed, 'label': label, 'run': f"{_slug(label)}_{tag}"}
             if METHODS[kw['method']].cls.unlabeled:
                 r.update(baseline='Supervised', compare_with=[f"supervised_split-{k}" + (f"_seed-{seed}" if seed else '')])
@@ -200,20 +202,35 @@ def camvid_runs(iterations:int=500, # iterations of each run
     return list({r['run']: r for r in runs}.values())
 
 # %% ../nbs/09b_sweeps.ipynb #9d4a6e5a
-def camvid_check_runs(iterations:int=500, holdout:str='0006R0', split:int=0, seeds=(0,), **base) -> list:
-    "The CamVid regimen's choices, each scored on val and on a training sequence left out (`holdout`)."
-    base = {**CAMVID, 'iterations': iterations, 'labeled': f'splits/camvid/30_seed{_splits((split,))[0]}.txt', 'holdout': holdout, **base}
-    rows = [('Start (no training)', dict(method='supervised', iterations=0)),
-            ('Supervised', dict(method='supervised')),
-            ('Supervised, from scratch', dict(method='supervised', init='none')),
-            ('Supervised, full resolution', dict(method='supervised', image_scale=1.0)),
-            ('Supervised, 2x iterations', dict(method='supervised', iterations=2*iterations)),
-            ('Supervised, 2x batch', dict(method='supervised', batch_size=2*base['batch_size'])),
-            ('Supervised, lr 0.0025', dict(method='supervised', lr=0.0025)),   # the lab's fine-tuning rate
-            ('ClassMix', dict(method='classmix')), ('CowMix', dict(method='cowmix', preset='french'))]
-    return [{**base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}",
-             **({'baseline': 'Supervised', 'compare_with': [f'supervised_seed-{seed}']} if METHODS[kw['method']].cls.unlabeled else {})}
-            for seed in seeds for label, kw in rows]
+def camvid_check_runs(iterations:int=1000, holdout:str='0006R0', split:int=0, seeds=(0,), **base) -> list:
+    """The CamVid regimen's choices, each scored on val and on a training sequence left out (`holdout`); the rows that
+    measure the seed noise run on the seeds after each of `seeds` too."""
+    k = _splits((split,))[0]
+    base = {**CAMVID, 'iterations': iterations, 'labeled': CAMVID_SPLIT.format(k=k), 'holdout': holdout, **base}
+    aa = dict(align=True, strong_aug=True)
+    rows = [('Start (no training)', dict(method='supervised', iterations=0), False),
+            ('Supervised', dict(method='supervised'), True),
+            ('ClassMix, aligned, extra augmentations', dict(method='classmix', **aa), True),
+            ('Fully supervised', dict(method='supervised', labeled='all'), False),
+            ('Supervised, 2x iterations', dict(method='supervised', iterations=2*iterations), True),
+            ('ClassMix, aligned, extra augmentations, 2x iterations', dict(method='classmix', iterations=2*iterations, **aa), True),
+            ('ClassMix', dict(method='classmix'), False),
+            ('CutMix', dict(method='cutmix', preset='french'), False),
+            ('CutMix, aligned, extra augmentations', dict(method='cutmix', preset='french', **aa), False),
+            ('CowMix', dict(method='cowmix', preset='french'), False),
+            ('CowMix, aligned, extra augmentations', dict(method='cowmix', preset='french', **aa), False),
+            ('Supervised, 4x iterations', dict(method='supervised', iterations=4*iterations), False),
+            ('Supervised, 2x batch', dict(method='supervised', batch_size=2*base['batch_size']), False),
+            ('Supervised, lr 0.005', dict(method='supervised', lr=0.005), False),
+            ('Supervised, lr 0.02', dict(method='supervised', lr=0.02), False),
+            ('Supervised, full resolution', dict(method='supervised', image_scale=1.0), False)]
+    runs = []
+    for label, kw, repeat in rows:
+        for seed in sorted({s + d for s in seeds for d in ((0, 1) if repeat else (0,))}):
+            r = {**base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}"}
+            if METHODS[kw['method']].cls.unlabeled: r.update(baseline='Supervised', compare_with=[f'supervised_seed-{seed}'])
+            runs.append(r)
+    return runs
 
 # %% ../nbs/09b_sweeps.ipynb #46b5a4dd
 #: the lab's named sweeps: command -> (the function that lists its runs, help)
