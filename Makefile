@@ -7,7 +7,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test setup setup-dev export check-export clean-notebooks lint-notebooks
+.PHONY: demo test setup setup-dev export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,3 +37,13 @@ export: setup-dev
 # strip outputs and execution counts from the notebooks (keeps papermill's 'parameters' tags)
 clean-notebooks: setup-dev
 	$(BIN)/nbdev-clean
+
+# every GPU figure of the lab in one command (under 8 minutes on one H200): benchmarks/results/gpu.json.
+# Runs from this checkout with the environment's Python (no install: a GPU machine may have no network);
+# ARGS passes options, e.g. ARGS="--camvid-root /data/camvid". gpu-check-dry: toy sizes on the CPU (make test runs it).
+RUN_PYTHON := $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	$(RUN_PYTHON) benchmarks/gpu_check.py $(ARGS)
+
+gpu-check-dry:
+	$(RUN_PYTHON) benchmarks/gpu_check.py --dry $(ARGS)

@@ -11,7 +11,7 @@ On a CPU the sizes are divided by `--cpu-scale` (default 4) and the models are t
 
 For each case:
 - `lab_classmix`: `Trainer.step` with ClassMix at `precision=auto` (bf16 autocast on a CUDA device that has it, fp32
-  on the CPU), masks batched on the device, the fused EMA;
+  on the CPU; `--precision` sets it, `--channels-last` the layout), masks batched on the device, the fused EMA;
 - `lab_contrastive`: the same loop with Alonso et al.'s contrastive memory bank;
 - `reference_classmix`: the step as the original implementations write it. It runs in fp32, makes each image's
   ClassMix mask on the host from its pseudo-label (a device -> host -> device round trip per image), reads the
@@ -62,12 +62,12 @@ def batches(b:int, size, classes:int, device, seed:int):
     return TensorBatches(x, y, b, seed=seed, device=device), TensorBatches(x.flip(0), None, b, seed=seed + 1, device=device)
 
 
-def lab_trainer(model_name:str, method:str, b:int, size, classes:int, device, precision:str='auto', **settings):
+def lab_trainer(model_name:str, method:str, b:int, size, classes:int, device, precision:str='auto', channels_last:bool=False, **settings):
     torch.manual_seed(0)
     model = get_model(model_name, classes).to(device)
     lab, unl = batches(b, size, classes, device, 0)
     run = RunInfo(iterations=10**6, num_classes=classes, batch_size=b, batch_size_u=b, n_labeled=20, class_distribution=lambda: (1/classes,)*classes)
-    return Trainer(model, lab, unl, make_method(method, **settings), TrainConfig(iterations=10**6, lr=1e-4, precision=precision), device,
+    return Trainer(model, lab, unl, make_method(method, **settings), TrainConfig(iterations=10**6, lr=1e-4, precision=precision, channels_last=channels_last), device,
                    progress=None, run=run)
 
 
@@ -131,8 +131,12 @@ def step_flops(tr:Trainer) -> float:
     return float(fc.get_total_flops())
 
 
-def measure_case(model_name, b, size, args, device) -> dict:
-    classes, res = args.num_classes, dict(model=model_name, batch=f'{b}+{b}', size=list(size))
+MEASURES = ('lab_classmix', 'lab_contrastive', 'reference_classmix', 'network_only')
+
+def measure_case(model_name, b, size, args, device, measures=MEASURES) -> dict:
+    "The figures of one case; `measures` picks among `MEASURES` (lab_classmix is always measured)."
+    classes, cl = args.num_classes, getattr(args, 'channels_last', False)
+    res = dict(model=model_name, batch=f'{b}+{b}', size=list(size), channels_last=cl)
     def run(label, make, step):
         if device.type == 'cuda': torch.cuda.empty_cache(); torch.cuda.reset_peak_memory_stats(device)
         obj = make()
@@ -141,13 +145,16 @@ def measure_case(model_name, b, size, args, device) -> dict:
         t['peak_memory_mb'] = round(torch.cuda.max_memory_allocated(device)/2**20, 1) if device.type == 'cuda' else None
         res[label] = t
         return obj
-    lab = run('lab_classmix', lambda: lab_trainer(model_name, 'classmix', b, size, classes, device, args.precision), lambda tr: tr.step(0))
+    lab = run('lab_classmix', lambda: lab_trainer(model_name, 'classmix', b, size, classes, device, args.precision, cl), lambda tr: tr.step(0))
     res['precision'] = lab.precision
-    run('lab_contrastive', lambda: lab_trainer(model_name, 'contrastive', b, size, classes, device, args.precision), lambda tr: tr.step(0))
-    run('reference_classmix', lambda: ReferenceClassMix(model_name, b, size, classes, device), lambda r: r.step())
-    run('network_only', lambda: lab_trainer(model_name, 'classmix', b, size, classes, device, args.precision), network_only)
-    res['speedup_vs_reference'] = round(res['reference_classmix']['median_ms']/res['lab_classmix']['median_ms'], 3)
-    res['outside_network'] = round(max(0., 1 - res['network_only']['median_ms']/res['lab_classmix']['median_ms']), 3)
+    if 'lab_contrastive' in measures:
+        run('lab_contrastive', lambda: lab_trainer(model_name, 'contrastive', b, size, classes, device, args.precision, cl), lambda tr: tr.step(0))
+    if 'reference_classmix' in measures:
+        run('reference_classmix', lambda: ReferenceClassMix(model_name, b, size, classes, device), lambda r: r.step())
+        res['speedup_vs_reference'] = round(res['reference_classmix']['median_ms']/res['lab_classmix']['median_ms'], 3)
+    if 'network_only' in measures:
+        run('network_only', lambda: lab_trainer(model_name, 'classmix', b, size, classes, device, args.precision, cl), network_only)
+        res['outside_network'] = round(max(0., 1 - res['network_only']['median_ms']/res['lab_classmix']['median_ms']), 3)
     peak = peak_tflops(device)
     if peak:
         flops = step_flops(lab)
@@ -161,6 +168,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     p.add_argument('--precision', default='auto', choices=('auto', 'bf16', 'fp16', 'fp32'))
+    p.add_argument('--channels-last', action='store_true', help="the lab's steps with the network and its inputs in channels-last layout")
     p.add_argument('--cpu-scale', type=int, default=4, help='on a CPU, divide every size by this')
     p.add_argument('--models', nargs='*', default=None, help='only these models')
     p.add_argument('--num-classes', type=int, default=19)

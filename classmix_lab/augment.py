@@ -10,6 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 from .config import IGNORE_INDEX, ParameterError
+from .masks import full_precision
 
 # %% auto #0
 __all__ = ['colour_jitter', 'gaussian_blur', 'strong_augment', 'affine_grid', 'valid_mask', 'warp', 'random_affine',
@@ -52,6 +53,7 @@ def _on(v, like:torch.Tensor) -> torch.Tensor:
     "`v` as a tensor of `like`'s dtype and device: a Python number is filled in there, not copied from the host."
     return v.to(like.device, like.dtype) if torch.is_tensor(v) else torch.full((), v, dtype=like.dtype, device=like.device)
 
+@full_precision
 def colour_jitter(x:torch.Tensor, # (B, 3, H, W) images in [0, 1]
                   generator:torch.Generator|None=None, strength=0.2) -> torch.Tensor: # float, or a (B,) tensor (0: identity)
     "Per-image brightness, contrast, saturation in [1 - s, 1 + s] and hue rotation in [-s/2, s/2] turns."
@@ -71,6 +73,7 @@ def colour_jitter(x:torch.Tensor, # (B, 3, H, W) images in [0, 1]
     yiq = torch.stack([yiq[:, 0], yiq[:, 1]*c - yiq[:, 2]*sn, yiq[:, 1]*sn + yiq[:, 2]*c], 1)
     return torch.einsum('ij,bjhw->bihw', inv_m, yiq).clamp(0, 1)
 
+@full_precision
 def gaussian_blur(x:torch.Tensor, sigma, size_frac:float=0.1) -> torch.Tensor:
     "Separable Gaussian blur (`sigma` a float or 0-d tensor) with a kernel of `size_frac` of the image in each direction (odd, >= 3)."
     out, sigma = x, _on(sigma, x)
@@ -93,6 +96,7 @@ def strong_augment(x:torch.Tensor, generator:torch.Generator|None=None, p_jitter
     return torch.where(u[1] < p_blur, blurred, x)
 
 # %% ../nbs/03a_augment.ipynb #f28f7de5
+@full_precision
 def affine_grid(theta:torch.Tensor, # (B, 2, 3) affine matrices (output to source, normalised coordinates)
                 size:tuple) -> torch.Tensor: # the output's shape, (..., H, W) (e.g. the images' `x.shape`)
     "(B, H, W, 2) sampling grid of affine matrices for an output of H x W pixels (`align_corners=False`)."
@@ -203,6 +207,7 @@ def tps_fit(centres:torch.Tensor, # (n, K, 2) points the spline passes through
     coef, _ = torch.linalg.solve_ex(L, torch.cat([v, v.new_zeros(n, 3, 2)], 1))   # no error check: no host sync
     return coef.to(values.dtype)
 
+@full_precision
 def tps_eval(coef:torch.Tensor, # (n, K + 3, 2) from `tps_fit`
              centres:torch.Tensor, # (n, K, 2) the centres it was fitted with
              points:torch.Tensor) -> torch.Tensor: # (n, P, 2)

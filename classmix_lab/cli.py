@@ -16,7 +16,7 @@ from . import index, runner, sweeps
 from .sweeps import SWEEPS, PRETRAIN, pretrain_run
 
 # %% auto #0
-__all__ = ['parse_value', 'parse_pairs', 'parse_seeds', 'main']
+__all__ = ['parse_value', 'parse_pairs', 'check_shared', 'parse_seeds', 'main']
 
 # %% ../nbs/10_cli.ipynb #ce0cd7c1
 _TYPES = {f.name: f.type for f in fields(ExperimentParams)}
@@ -47,12 +47,14 @@ def _literal(text:str):
     return {'true': True, 'false': False}.get(text.lower(), text)
 
 def parse_pairs(pairs:list, many:bool=False) -> dict:
-    "`['a=1', 'b=x,y']` -> {'a': 1, 'b': 'x,y'} (or lists of values when `many`)."
-    out = {}
+    "`['a=1', 'b=x,y']` -> {'a': 1, 'b': 'x,y'} (or lists of values when `many`); a key given twice with other values is refused."
+    out, given = {}, {}
     for p in pairs:
         if '=' not in p: raise ParameterError(f"{p!r} is not key=value")
         k, v = p.split('=', 1); k = k.strip().replace('-', '_')
-        out[k] = [parse_value(k, x) for x in v.split(',')] if many else parse_value(k, v)
+        value = [parse_value(k, x) for x in v.split(',')] if many else parse_value(k, v)
+        if k in out and out[k] != value: raise ParameterError(f"{k} is given twice, {given[k]} and {v}: give it once")
+        out[k], given[k] = value, v
     return out
 
 # %% ../nbs/10_cli.ipynb #97b354cb
@@ -120,6 +122,15 @@ def _parser():
     return p
 
 # %% ../nbs/10_cli.ipynb #08e87716
+def check_shared(sweep:str, params:dict, runs:list):
+    "Refuse a parameter given to a named sweep that the sweep sets itself in its runs: it would be silently overridden."
+    import inspect
+    own = inspect.signature(SWEEPS[sweep][0]).parameters   # its arguments (iterations, seeds, ...) it uses as it means to
+    for k, v in params.items():
+        other = next((r[k] for r in runs if k not in own and k in r and r[k] != v), None)
+        if other is not None: raise ParameterError(f"{k}={v!r}: the {sweep} sweep sets {k} in its runs ({k}={other!r}), so it would not be used"
+                                                   + ('; give the seeds with --seeds' if k == 'seed' else ''))
+
 def parse_seeds(text:str) -> list:
     "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]."
     return parse_numbers(text, 'seeds', "'0', '0,1,2' or '0-9'")
@@ -162,7 +173,7 @@ def _parse(argv):
 # %% ../nbs/10_cli.ipynb #cebe279d
 def main(argv=None) -> int:
     """Entry point of the `classmix-lab` console script. Exit status: 0 all done; 2 bad input (a parameter, a file or a
-    dataset refused, before or inside a run); 1 a run failed for another reason."""
+    dataset refused, before or inside a run); 1 a run failed for another reason; 130 interrupted (Ctrl-C)."""
     try: args = _parse(argv)
     except ParameterError as e:
         print(f"classmix-lab: error: {e}", file=sys.stderr)
@@ -176,18 +187,24 @@ def main(argv=None) -> int:
             return _exit_status(recs)
         elif args.command == 'run':
             params = parse_pairs(args.params)
+            if args.name is not None and params.get('run', args.name) != args.name: raise ParameterError(f"run is given twice, {params['run']} and --name {args.name}: give it once")
             recs = runner.run_sweep(args.sweep, [dict(params, **({'run': args.name} if args.name is not None else {}))], force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command == 'sweep':
             grid = parse_pairs(args.grid, many=True)
-            recs = runner.run_sweep(args.name, runner.expand_grid(**grid), force=args.force, **eng)
+            runs = runner.expand_grid(**grid)   # a comma separates runs: say how many, and which keys make them
+            many = ' x '.join(f'{len(v)} {k}' for k, v in grid.items() if len(v) > 1)
+            print(f"{args.name}: {len(runs)} run{'s' * (len(runs) != 1)}" + (f" ({many})" if many else ''), flush=True)
+            recs = runner.run_sweep(args.name, runs, force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
         elif args.command in SWEEPS:
             params = parse_pairs(args.params)
             seeds = {} if args.seeds is None else dict(seeds=tuple(parse_seeds(args.seeds)))
             runs = SWEEPS[args.command][0](**seeds, **params)
+            check_shared(args.command, params, runs)
+            print(f"{args.name}: {len(runs)} run{'s' * (len(runs) != 1)}", flush=True)
             recs = runner.run_sweep(args.name, runs, force=args.force, **eng)
             print(f"\nreport: {Path(load_settings().reports_dir)/'index.html'}")
             return _exit_status(recs)
@@ -209,7 +226,9 @@ def main(argv=None) -> int:
             return _exit_status(recs)
         elif args.command == 'evaluate':
             from classmix_lab.experiment import evaluate_run
-            r = evaluate_run(args.run_dir, **_literal_pairs(args.params))
+            params = _literal_pairs(args.params)
+            if 'run_dir' in params: raise ParameterError(f"run_dir={params['run_dir']!r}: the run's folder is the first argument, not a key=value")
+            r = evaluate_run(args.run_dir, **params)
             print(f"{r['dataset']} {r['split']} ({r['n_images']} images, root {r['root']}): mIoU {r['miou']:.2f}")
             for c, v in r['iou'].items(): print(f"  {c:<16} {'-' if v is None else f'{v:.1f}'}")
             print(f"written to {r['file']}")
@@ -219,4 +238,10 @@ def main(argv=None) -> int:
     except (ParameterError, DatasetError) as e:
         print(f"classmix-lab: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:   # Ctrl-C: one line (a run's says where it stopped and what is kept), status 128 + SIGINT
+        print(f"classmix-lab: {e or 'interrupted'}", file=sys.stderr)
+        return 130
+    except OSError as e:   # a full disk, a folder that cannot be written: the file and the fault, in one line
+        print(f"classmix-lab: error: {e.strerror if e.errno and e.filename is None and e.strerror else e}", file=sys.stderr)
+        return 1
     return 0

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'parse_numbers', 'Settings',
+__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'parse_numbers', 'read_utf8', 'Settings',
            'find_settings_file', 'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
 
 # %% ../nbs/00_config.ipynb #2e8c4915
@@ -31,9 +31,21 @@ def parse_numbers(text:str, # '0-9', '0,3' or '2'
                   like:str) -> list: # what is accepted, for the error: "'0', '0,1,2' or '0-9'"
     "'0-9' -> [0, ..., 9]; '0,3' -> [0, 3]: a list of integers as a range or a comma list (seeds, splits)."
     try:
-        if '-' in text: a, b = text.split('-'); return list(range(int(a), int(b) + 1))
-        return [int(x) for x in text.split(',')]
+        if '-' in text: a, b = text.split('-'); out = list(range(int(a), int(b) + 1))
+        else: out = [int(x) for x in text.split(',')]
+        if not out: raise ValueError   # a range from high to low names nothing
+        return out
     except ValueError: raise ParameterError(f"{name}={text!r} must be like {like}") from None
+
+# %% ../nbs/00_config.ipynb #87394edb
+def read_utf8(path:Path|str, # a text file a user wrote (a split, a list, a settings file)
+              error:type=None) -> str: # the exception to raise (default `ParameterError`)
+    "The text of `path` (a byte-order mark dropped); a file that is not UTF-8 is refused with its line, rather than a decoding traceback."
+    data = Path(path).read_bytes()
+    try: return data.decode('utf-8-sig')
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b'\n') + 1
+        raise (error or ParameterError)(f"{path}: line {line} is not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as UTF-8") from None
 
 # %% ../nbs/00_config.ipynb #6da3764d
 IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts
@@ -82,7 +94,8 @@ def load_settings(path:Path|str|None=None, # settings file; found with `find_set
     raw, base = {}, Path.cwd()
     if f is not None:
         cp = configparser.ConfigParser()
-        try: cp.read(f)
+        if not f.is_file(): raise ParameterError(f"{f}: no such settings file")
+        try: cp.read_string(read_utf8(f), source=str(f))
         except configparser.Error as e: raise ParameterError(f"{f}: not a valid settings file ({e})") from None
         if not cp.has_section(SECTION): raise ParameterError(f"{f}: has no [{SECTION}] section")
         raw = {k: (v, f.parent) for k, v in cp[SECTION].items()}
@@ -104,6 +117,8 @@ def load_settings(path:Path|str|None=None, # settings file; found with `find_set
 def resolve_device(name:str|None='auto'):
     "A `torch.device` for `name` ('auto', 'cpu', 'cuda', 'cuda:N')."
     import torch
+    if isinstance(name, torch.device): name = str(name)
+    if name is not None and not isinstance(name, str): raise ParameterError(f"device={name!r} is not one of: auto, cpu, cuda, cuda:N")
     name = (name or 'auto').strip().lower()
     if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     if not re.fullmatch(r'cpu|cuda(:\d+)?|mps', name):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
-from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings, atomic_write
+from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings, atomic_write, read_utf8
 from . import synthstreets as ss
 
 # %% auto #0
@@ -178,7 +178,7 @@ def load_split(path) -> list:
     "Read a split written by `save_split`."
     path = Path(path)
     if not path.is_file(): raise DatasetError(f"{path}: split file does not exist")
-    lines = [(i, l.strip()) for i, l in enumerate(path.read_text().splitlines(), 1) if l.strip() and not l.startswith('#')]
+    lines = [(i, l.strip()) for i, l in enumerate(read_utf8(path, DatasetError).splitlines(), 1) if l.strip() and not l.startswith('#')]
     if not lines: raise DatasetError(f"{path}: split file is empty")
     seen = {}
     for i, n in lines: seen.setdefault(n, []).append(i)

@@ -10,7 +10,7 @@ import json, struct, zlib
 from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
-from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings
+from .config import IGNORE_INDEX, ParameterError, check_choice, load_settings, read_utf8
 from .data import (DatasetError, LabelMap, SegDataset, read_label, _check_root, _pairs,
                                labeled_split, labeled_count, save_split, Compose, Resize, RandomScale, RandomCrop, RandomHFlip)
 from . import synthstreets as ss
@@ -205,7 +205,7 @@ def _voc_palette(n:int=21) -> np.ndarray:
 def _read_list(path:Path) -> list:
     "Ids of a VOC split list (lines `id` or `/JPEGImages/id.jpg /SegmentationClassAug/id.png`)."
     if not path.is_file(): raise DatasetError(f"{path}: split list is missing (VOC lists live in ImageSets/Segmentation/; train_aug.txt comes with the SBD augmentation)")
-    ids = [Path(l.split()[0]).stem for l in path.read_text().splitlines() if l.strip()]
+    ids = [Path(l.split()[0]).stem for l in read_utf8(path, DatasetError).splitlines() if l.strip()]
     if not ids: raise DatasetError(f"{path}: split list is empty")
     return sorted(set(ids))
 
@@ -283,8 +283,8 @@ def read_class_table(root) -> tuple:
     "(classes, palette, `LabelMap`) of a folder dataset, from `root/classes.json`; `DatasetError` naming what is wrong."
     f = Path(root)/'classes.json'
     if not f.is_file(): raise DatasetError(f"{f}: missing; a folder dataset needs a class table like {_TABLE_EXAMPLE}")
-    try: t = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise DatasetError(f"{f}: not valid JSON ({getattr(e, 'msg', e)})") from None
+    try: t = json.loads(read_utf8(f, DatasetError))
+    except json.JSONDecodeError as e: raise DatasetError(f"{f}: not valid JSON ({getattr(e, 'msg', e)})") from None
     entries = t.get('classes') if isinstance(t, dict) else None
     if not isinstance(entries, list) or not entries: raise DatasetError(f"{f}: 'classes' must be a non-empty list, as in {_TABLE_EXAMPLE}")
     names, colours, values = [], [], []

@@ -6,25 +6,28 @@ Docs: https://github.com/classmix-lab/classmix_lab/experiment.html.md"""
 
 # %% ../nbs/08_experiment.ipynb #e6c0a2bb
 from __future__ import annotations
-import copy, json, os, platform, re, time
+import copy, functools, hashlib, inspect, json, math, os, platform, re, time, warnings
 from dataclasses import dataclass, asdict, field, fields, replace
 from pathlib import Path
 import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
-from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS
+from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS, FOLDER_PREFIX, _CLASS_SETS
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes, imagenet_file, imagenet_weights, load_imagenet
 from .metrics import evaluate, tensor_batches
-from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings
+from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings, read_checkpoint, _coerce
 from .distributed import rank_info, shard, reduce_evaluation, same_on_every_rank, launch
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'ExperimentParams', 'pretrained_path', 'init_path', 'source_dataset',
-           'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window',
-           'run_info', 'method_of', 'check_processes', 'validate', 'Experiment', 'class_distribution', 'run_experiment',
-           'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SYNTHSTREETS_SETTINGS', 'ExperimentParams', 'coerce_param', 'typed_settings',
+           'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset', 'split_file',
+           'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window', 'run_info',
+           'method_of', 'check_processes', 'validate', 'check_finite', 'check_start', 'run_classes', 'check_fit',
+           'available_memory', 'saved_per_image', 'check_memory', 'check_settings_used', 'Experiment', 'check_labels',
+           'class_distribution', 'run_experiment', 'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model',
+           'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -77,6 +80,10 @@ class ExperimentParams:
     compile: bool = False  # torch.compile the student's forward (needs a C compiler; checkpoints keep plain weight names)
     tensorboard: bool = False  # TensorBoard event files of the losses, lr, confident fraction and val mIoU in <out_dir>/tensorboard
 
+    def __post_init__(self):   # every way of making parameters (the CLI, papermill, Python) gets the same types and checks
+        for f in fields(self): setattr(self, f.name, coerce_param(f.name, getattr(self, f.name), f.type))
+        if self.method in METHODS: self.method_args = typed_settings(self.method, self.method_args)
+
     @classmethod
     def from_dict(cls, d:dict):
         "Parameters from a dict (e.g. papermill's, or the CLI's): a method's settings may be given flat; unknown names are refused."
@@ -89,7 +96,7 @@ class ExperimentParams:
         args = d.get('method_args') or {}
         if not isinstance(args, dict): raise ParameterError(f"method_args={args!r} must be a dict of the method's settings")
         flat = {k: v for k, v in d.items() if k not in known}
-        return cls(**{k: v for k, v in d.items() if k in known and k != 'method_args'}, method_args={**args, **flat})
+        return cls(**{k: v for k, v in d.items() if k in known and k != 'method_args'}, method_args=merged_settings(method, args, flat))
 
     @classmethod
     def canonical(cls, d:dict) -> dict:
@@ -100,6 +107,44 @@ class ExperimentParams:
         "The parameters with the method's settings flat beside them, its defaults included (what reports show)."
         d = {k: v for k, v in asdict(self).items() if k != 'method_args'}
         return {**d, **make_method(self.method, **self.method_args).settings()}
+
+# %% ../nbs/08_experiment.ipynb #018b4822
+_KINDS = {'int': 0, 'float': 0., 'bool': False}
+_FIELDS = {f.name for f in fields(ExperimentParams)}
+
+def coerce_param(name:str, # the parameter
+                 value, kind:str): # its type: 'int', 'float', 'bool', 'str' or 'dict'
+    """`value` as parameter `name`'s type: text is converted as the command line converts it, integral floats are integers,
+    a number is text where text is expected (`labeled=12`); anything else is a `ParameterError` naming `name`."""
+    if kind in _KINDS: return _coerce(name, value, _KINDS[kind])
+    if kind == 'dict':
+        if not isinstance(value, dict): raise ParameterError(f"{name}={value!r} must be a dict of the method's settings, e.g. {{'tau': 0.9}}")
+        return dict(value)
+    if kind == 'str':
+        if isinstance(value, str): return value
+        if isinstance(value, (int, float, os.PathLike)) and not isinstance(value, bool): return str(value)
+        raise ParameterError(f"{name}={value!r} must be text")
+    return value
+
+def typed_settings(method:str, settings:dict) -> dict:
+    "A method's `settings` as the types of its defaults (a name it does not have is left for `make_method` to name)."
+    known = method_settings(method)
+    return {k: v if k not in known or (v is None and known[k] is None) else _coerce(k, v, known[k]) for k, v in settings.items()}
+
+def merged_settings(method:str, args:dict, flat:dict) -> dict:
+    "A method's settings given in `method_args` and flat, typed; one given both ways with different values is refused."
+    if method not in METHODS: return {**args, **flat}   # (`validate` names the method)
+    a, b = typed_settings(method, args), typed_settings(method, flat)
+    twice = next((k for k in a if k in b and a[k] != b[k]), None)
+    if twice: raise ParameterError(f"{twice} is given twice, in method_args ({a[twice]!r}) and as {twice}={b[twice]!r}: give it once")
+    return {**a, **b}
+
+def typed_params(given:dict, p:ExperimentParams) -> dict:
+    "The parameters `given` (fields, a method's settings flat or in `method_args`, other keys) with the values of `p`, made from them: their types."
+    typed = lambda k, v: getattr(p, k) if k in _FIELDS and k != 'method_args' else p.method_args.get(k, v) if isinstance(k, str) else v
+    out = {k: typed(k, v) for k, v in given.items()}
+    if isinstance(given.get('method_args'), dict): out['method_args'] = {k: p.method_args.get(k, v) for k, v in given['method_args'].items()}
+    return out
 
 # %% ../nbs/08_experiment.ipynb #87e2d93d
 WEIGHTS_DIR = Path(__file__).resolve().parent/'weights' if '__file__' in globals() else Path('../classmix_lab/weights').resolve()
@@ -200,7 +245,9 @@ def scaled_batches(batches, # (float images in [0, 1] made from uint8, labels)
 def eval_window(p:ExperimentParams):
     "The (h, w) window of sliding-window evaluation, or None for whole images."
     s = str(p.eval_window).strip().lower()
-    if s != 'crop': return parse_size(p.eval_window, 'eval_window')
+    if s != 'crop':
+        try: return parse_size(p.eval_window, 'eval_window')
+        except ParameterError: raise ParameterError(f"eval_window={p.eval_window!r} must be 'none', 'crop' or a size such as 512 or '512x512'") from None
     c = dataset_class(p.dataset).crop_size(p.crop)
     if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={p.crop!r}); give the window's size, e.g. eval_window=512x512")
     return tuple(c)
@@ -234,13 +281,17 @@ def check_processes(p:ExperimentParams):
         raise ParameterError("sync_bn=True needs CUDA devices (SyncBatchNorm does not run on the CPU); leave it off, or freeze BatchNorm with freeze_bn=True")
 
 def validate(p:ExperimentParams) -> ExperimentParams:
-    "Check every parameter; raise `ParameterError` naming the first bad one."
+    "Check every parameter; raise `ParameterError` naming the first bad one. (A dict is taken as `ExperimentParams.from_dict` takes it.)"
+    if isinstance(p, dict): p = ExperimentParams.from_dict(p)
+    if not isinstance(p, ExperimentParams): raise ParameterError(f"{p!r} is not the parameters of an experiment: give an ExperimentParams or a dict of them")
     dataset_class(p.dataset); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
+    check_settings_used(p)
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
     TrainConfig(precision=p.precision, compile=p.compile, tensorboard=p.tensorboard).resolved_precision(resolve_device(p.device))
     check_processes(p)
+    check_finite(p)
     for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
     for k in ('batch_size', 'batch_size_u', 'height', 'width', 'n_train', 'n_val', 'log_every'):
@@ -273,6 +324,8 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     if p.init == 'imagenet': imagenet_file(p.model)   # fetched into torchvision's cache now if it is one of its files, else one line saying how
     if p.init not in ('none', 'imagenet', *PRETRAINED) and not Path(p.init).is_file():
         raise ParameterError(f"init={p.init!r} is not one of: none, imagenet, {', '.join(PRETRAINED)}, or an existing checkpoint file")
+    check_start(p)
+    check_fit(p)
     if split_file(p.labeled) is not None or str(p.holdout).strip():
         labeled, rest, _ = training_names(p, get_dataset(p.dataset, None, **_dataset_kwargs(p)).names)
         n, k = len(labeled) + len(rest), len(labeled)
@@ -281,8 +334,166 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
     if method.unlabeled and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
+    check_memory(p)
     ensure_dir(p.out_dir, 'out_dir')
     return p
+
+# %% ../nbs/08_experiment.ipynb #5da491c8
+def check_finite(p:ExperimentParams):
+    "Refuse a number parameter that is infinite or NaN (`lr=inf` trains to NaN weights), and an `lr` whose classifier rate overflows."
+    for f in fields(p):
+        v = getattr(p, f.name)
+        if f.type == 'float' and isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
+            raise ParameterError(f"{f.name}={v} must be a finite number")
+    if isinstance(p.lr, (int, float)) and not isinstance(p.lr, bool) and p.lr > 0: TrainConfig(lr=p.lr)   # as trained: float32, x10 for the classifier
+
+_FINITE_STARTS = set()   # (file, size, mtime) of the start files read and found whole
+
+def check_start(p:ExperimentParams):
+    """Read the weights `init` names (a checkpoint file or a shipped start) before anything runs: a file that cannot be
+    read, or that holds a tensor that is not finite (the weights of a run that diverged), is refused, naming it."""
+    if p.init in ('none', 'imagenet'): return
+    path = init_path(p.init, p.model)
+    if not path.is_file(): return   # `validate` names it
+    st = path.stat(); key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key in _FINITE_STARTS: return
+    state = load_checkpoint_file(path, name='init')['state']
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:
+        raise ParameterError(f"init={p.init!r}: {path} holds values that are not finite (NaN or infinity) in {bad!r}, "
+                             "the weights of a run that diverged?; start from other weights")
+    _FINITE_STARTS.add(key)
+
+# %% ../nbs/08_experiment.ipynb #83f4ae38
+def run_classes(p:ExperimentParams) -> tuple:
+    "The classes a run of `p` trains (SynthStreets' without making its images)."
+    if p.dataset == 'synthstreets': return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
+    return tuple(get_dataset(p.dataset, None, **_dataset_kwargs(p)).classes)
+
+_FITTING = set()   # (file, size, mtime, model, classes, parts) of the starts found to fit
+
+def check_fit(p:ExperimentParams):
+    """Refuse a start that does not fit the run: a backbone of other shapes; and when all its parts load (`init_parts='all'`),
+    other class names or a classifier of another shape."""
+    if p.init in ('none', 'imagenet'): return
+    path = init_path(p.init, p.model)
+    if not path.is_file(): return   # `validate` names it
+    classes, st = run_classes(p), path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, p.model, classes, p.init_parts)
+    if key in _FITTING: return
+    ck = load_checkpoint_file(path, name='init')
+    fix = "give init_parts=backbone to load its backbone alone, with a fresh classifier"
+    theirs, state = ck.get('classes'), ck['state']
+    if p.init_parts == 'backbone': theirs = None   # its classifier is not loaded
+    if theirs and tuple(theirs) != classes:
+        same = [k for k, (names, _) in _CLASS_SETS.items() if tuple(names) == tuple(theirs) and p.dataset == 'synthstreets']
+        raise ParameterError(f"init={p.init!r} was trained on the classes {', '.join(theirs)}; this run's are {', '.join(classes)}, so its "
+                             f"classifier would predict the wrong classes: " + (f"give classes={same[0]} to train as its classes, or " if same else '')
+                             + f"start from weights of this run's classes, or {fix}")
+    with torch.device('meta'): net = get_model(p.model, len(classes))   # shapes only: no memory, no work
+    if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(net, strip_prefixes(k))}
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        try: rep = load_weights(net, state)
+        except ParameterError as e: raise ParameterError(f"init={p.init!r} does not fit model={p.model!r}: {e}") from None
+    if rep['skipped']:
+        k = rep['skipped'][0]; own = net.state_dict()[k]
+        src = next((v for kk, v in ck['state'].items() if kk == k or strip_prefixes(kk) == k or kk.endswith('.' + k)), None)
+        n = ck.get('num_classes') or (src.shape[0] if src is not None else '?')
+        raise ParameterError(f"init={p.init!r} is for {n} classes and this run has {len(classes)} ({k}: {tuple(src.shape) if src is not None else '?'} "
+                             f"in the file, {tuple(own.shape)} in {p.model}), so its classifier cannot be loaded; {fix}")
+    _FITTING.add(key)
+
+# %% ../nbs/08_experiment.ipynb #8a880617
+def available_memory(device) -> int|None:
+    "Bytes free for a run on `device` (None where it cannot be told)."
+    device = torch.device(device)
+    if device.type == 'cuda':
+        if torch.cuda.is_initialized(): return torch.cuda.mem_get_info(device)[0]
+        return _nvidia_free(device.index or 0)   # (no CUDA context made in this process, which launches the run, for a number)
+    if device.type != 'cpu': return None
+    free = None
+    try: free = next(int(l.split()[1])*1024 for l in Path('/proc/meminfo').read_text().splitlines() if l.startswith('MemAvailable:'))
+    except (OSError, ValueError, StopIteration): pass
+    try:   # a container's limit
+        lim, cur = (Path('/sys/fs/cgroup')/f for f in ('memory.max', 'memory.current'))
+        if lim.read_text().strip() != 'max': free = min(x for x in (free, int(lim.read_text()) - int(cur.read_text())) if x is not None)
+    except (OSError, ValueError): pass
+    return free
+
+def _nvidia_free(i:int) -> int|None:
+    "Free bytes of the `i`-th visible CUDA device, from `nvidia-smi` (None without it)."
+    import subprocess
+    vis = os.environ.get('CUDA_VISIBLE_DEVICES', '').split(',')
+    dev = vis[i].strip() if i < len(vis) and vis[i].strip() else str(i)
+    try: out = subprocess.run(['nvidia-smi', '--query-gpu=memory.free', '--format=csv,noheader,nounits', '-i', dev], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError): return None
+    try: return int(out.stdout.split()[0])*2**20 if out.returncode == 0 else None
+    except (ValueError, IndexError): return None
+
+@functools.lru_cache(maxsize=64)
+def saved_per_image(model:str, num_classes:int, height:int, width:int) -> tuple|None:
+    "(bytes autograd keeps per image for the backward pass, bytes of the weights) of `model` training at height x width; None if it cannot be told."
+    try:
+        with torch.device('meta'): net, x = get_model(model, num_classes).train(), torch.empty(2, 3, height, width)
+        weights, seen = {q.untyped_storage()._cdata for q in net.parameters()}, {}
+        def pack(t):
+            s = t.untyped_storage()
+            if s._cdata not in weights: seen[s._cdata] = s.nbytes()
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t): net(x)
+    except Exception: return None   # an operation the meta device lacks: no estimate
+    return sum(seen.values())//2, sum(q.numel()*q.element_size() for q in net.parameters())
+
+# %% ../nbs/08_experiment.ipynb #48804923
+def _size(n:int) -> str: return f"{n/1e9:.1f} GB" if n >= 1e9 else f"{n/1e6:.0f} MB"
+
+def _train_image_size(p:ExperimentParams) -> tuple|None:
+    "The (height, width) a run trains at: its crop, its dataset's training size, SynthStreets' size or the first image's; times `image_scale`."
+    cls = dataset_class(p.dataset)
+    hw = cls.crop_size(p.crop) or cls.train_size or ((p.height, p.width) if p.dataset == 'synthstreets' else None)
+    if hw is None:
+        from PIL import Image
+        try:
+            with Image.open(get_dataset(p.dataset, None, **_dataset_kwargs(p)).pairs[0][0]) as im: hw = im.size[::-1]
+        except (OSError, DatasetError): return None
+    return tuple(max(1, round(v*float(p.image_scale))) for v in hw)
+
+def check_memory(p:ExperimentParams):
+    "Refuse a run whose first training step cannot fit in the memory free on its device, naming the parameter to lower."
+    device = resolve_device(p.device)
+    free, hw = available_memory(device), _train_image_size(p)
+    if not free or hw is None: return
+    est = saved_per_image(p.model, len(run_classes(p)), *hw)
+    if est is None: return
+    per_image, weights = est
+    if TrainConfig(precision=p.precision).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
+    u = p.batch_size_u if method_of(p).unlabeled else 0
+    procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
+    held = (p.n_train + p.n_val + (p.n_source if p.source.startswith('synthstreets') else 0))*p.height*p.width*4 if p.dataset == 'synthstreets' else 0
+    step = procs*(per_image*(p.batch_size + u) + 4*weights)
+    if step + held <= free: return
+    what = f"{_size(per_image)} per image of {hw[0]}x{hw[1]} for {p.model}"
+    if held > step: k, why = 'n_train', f"the images SynthStreets holds in memory take about {_size(held)}"
+    elif procs*(per_image*(1 + bool(u)) + 4*weights) > free:
+        k = 'crop' if dataset_class(p.dataset).crop_size(p.crop) else ('height' if p.dataset == 'synthstreets' else 'image_scale')
+        why = f"one image a step alone needs about {_size(procs*(per_image*(1 + bool(u)) + 4*weights))} ({what})"
+    else: k, why = ('batch_size' if p.batch_size >= u else 'batch_size_u'), f"the first training step needs about {_size(step)} of memory ({what}, {p.batch_size + u} images a step{f', x{procs} processes' if procs > 1 else ''})"
+    raise ParameterError(f"{k}={getattr(p, k)!r}: {why}, more than the {_size(free)} available on {device}; lower {k}")
+
+# %% ../nbs/08_experiment.ipynb #ea61cdeb
+SYNTHSTREETS_SETTINGS = ('style', 'height', 'width', 'n_train', 'n_val', 'data_seed')   # what makes SynthStreets' images
+
+def check_settings_used(p:ExperimentParams):
+    "Refuse a setting that the run would not use yet would record among its parameters: SynthStreets' on another dataset, `n_source` without a SynthStreets source."
+    default = {f.name: f.default for f in fields(ExperimentParams)}
+    if p.dataset != 'synthstreets':
+        k = next((k for k in SYNTHSTREETS_SETTINGS if getattr(p, k) != default[k]), None)
+        if k: raise ParameterError(f"{k}={getattr(p, k)!r} is a SynthStreets setting; dataset={p.dataset!r} does not use it: leave it out")
+    ours = p.source in SOURCES and SOURCES[p.source] == 'synthstreets'
+    if not ours and p.n_source != default['n_source']:
+        raise ParameterError(f"n_source={p.n_source!r} is the size of a SynthStreets source; {f'source={p.source!r}' if p.source else 'a run without source='} does not use it: leave it out")
+    if ours and p.n_source < 1: raise ParameterError(f"n_source={p.n_source!r} must be >= 1: the images of source={p.source!r}")
 
 # %% ../nbs/08_experiment.ipynb #2d613bda
 @dataclass
@@ -310,8 +521,19 @@ def _init_model(p:ExperimentParams, num_classes:int, device):
         path, state = ck['path'], ck['state']
         if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
         report = load_weights(model, state)
-        report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'])
+        head = [k for k in model.state_dict() if is_head(model, k)]
+        fresh = not set(head) <= set(report['matched'])
+        report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'],
+                      classes=list(ck['classes']) if ck['classes'] else None, head='fresh' if fresh else 'loaded')
+        if fresh:   # (a classifier that does not fit is refused by `check_fit`: here it was left out, or is not in the file)
+            why = 'init_parts=backbone' if p.init_parts == 'backbone' else f'{path} has no classifier for {p.model}'
+            print(f"init: the backbone of {path}; the classifier starts fresh ({why})", flush=True)
     return model.to(device), report
+
+# %% ../nbs/08_experiment.ipynb #ed55b326
+def check_labels(ds):
+    "Read every label of `ds` once: a value outside its class table stops the run before training, naming the file (a `DatasetError`)."
+    for i in range(len(ds)): ds.load_label(i)
 
 # %% ../nbs/08_experiment.ipynb #a6227386
 def _val_data(p:ExperimentParams, val_ds):
@@ -351,7 +573,7 @@ def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
 
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     "Train and evaluate one experiment; results go to `p.out_dir` (with `nproc > 1`: trained by torchrun's processes)."
-    validate(p)
+    p = validate(p)
     rank = rank_info()   # inside a process group: one of the run's processes
     if rank is None and p.nproc*p.nnodes > 1: return _launch_experiment(p, progress)
     if rank is not None and rank.world_size != p.nproc*p.nnodes:
@@ -382,6 +604,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
         unlabeled = _batches(p, train_ds.subset(rest) if names else train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
     else:
         names, rest, held = training_names(p, train_ds.names)
+        if p.dataset.startswith(FOLDER_PREFIX): check_labels(train_ds.subset(names))   # a user's labels, once: not when a batch draws one
         if main: save_split(out/'labeled.txt', names)
         labeled = _batches(p, train_ds.subset(names), p.batch_size, p.seed, True, device)
         unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if method.unlabeled else None
@@ -432,10 +655,14 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
                                         replicas_identical=same_on_every_rank([t for t in nets if t.is_floating_point()])))
     trainer.log_scalars({'val/miou': final['miou'], 'val/teacher_miou': teacher['miou'], 'val/start_miou': start['miou']}, p.iterations)
     trainer.close()
-    if main:
-        atomic_write(out/'metrics.json', json.dumps(metrics, indent=1))
-        torch.save(dict(state_dict=trainer.model.state_dict(), model=p.model, num_classes=train_ds.num_classes), out/'.model.pt.tmp')
+    if main:   # metrics.json, which says the run finished, last: a run that cannot write model.pt (a full disk) did not finish
+        try: torch.save(dict(state_dict=trainer.model.state_dict(), model=p.model, num_classes=train_ds.num_classes,
+                            classes=list(train_ds.classes)), out/'.model.pt.tmp')
+        except OSError as e:
+            (out/'.model.pt.tmp').unlink(missing_ok=True)
+            raise OSError(e.errno, f"cannot write {out/'model.pt'} ({e.strerror or e}); the run did not finish") from None
         os.replace(out/'.model.pt.tmp', out/'model.pt')
+        atomic_write(out/'metrics.json', json.dumps(metrics, indent=1))
     return Experiment(p, metrics, trainer, start_model, xv, yv, train_ds.classes, train_ds.palette, device)
 
 def _launch_experiment(p:ExperimentParams, progress:str|None) -> Experiment:
@@ -470,7 +697,7 @@ def finished_experiment(p:ExperimentParams) -> Experiment:
     cls = dataset_class(p.dataset)
     val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
     _, xv, yv = _val_data(p, val_ds)
-    ck = torch.load(out/'checkpoint.pt', map_location='cpu', weights_only=True)
+    ck = read_checkpoint(out/'checkpoint.pt')
     C = val_ds.num_classes
     def network(state):
         m = get_model(p.model, C); m.load_state_dict(state)
@@ -500,7 +727,13 @@ def load_metrics(run_dir) -> dict:
     "The `metrics.json` of a finished run."
     f = Path(run_dir)/'metrics.json'
     if not f.is_file(): raise ParameterError(f"{f}: no metrics; is {run_dir} a finished run?")
-    return json.loads(f.read_text())
+    try: m = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ParameterError(f"{f}: not valid JSON ({getattr(e, 'msg', e)}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''}); "
+                             "it should hold a finished run's metrics (written by the lab at its end)") from None
+    if not isinstance(m, dict) or not isinstance(m.get('params'), dict):
+        raise ParameterError(f"{f}: not a metrics file of the lab (it has no 'params'); it should hold a finished run's metrics")
+    return m
 
 # %% ../nbs/08_experiment.ipynb #a2b3c4d5
 def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
@@ -510,13 +743,22 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
                  device='cpu', workers:int=2,
                  window='run', # sliding-window evaluation: 'run' (as the run was evaluated), 'none', or a size such as '512x512'
                  **dataset_kwargs) -> dict: # further arguments of the dataset (default, for the run's own dataset: the run's, e.g. a SynthStreets style)
-    "mIoU and per-class IoU of a finished run on `split` of `dataset`, also written to `run_dir/eval_<dataset>_<split>.json`."
+    """mIoU and per-class IoU of a finished run on `split` of `dataset`, also written to `run_dir/eval_<dataset>_<split>.json`,
+    the file's name carrying every other argument that changes the score (`eval_synthstreets_val_style-game.json`)."""
+    if not isinstance(run_dir, (str, os.PathLike)): raise ParameterError(f"run_dir={run_dir!r} must be a run's folder (model.pt and metrics.json)")
     run_dir = Path(run_dir)
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0: raise ParameterError(f"workers={workers!r} must be an integer >= 0")
     m = load_metrics(run_dir)
     p = ExperimentParams.from_dict(m['params'])
     name = dataset or p.dataset
-    dataset_class(name)
-    kw = {**(_dataset_kwargs(p) if name == p.dataset else {}), **dataset_kwargs}
+    cls = dataset_class(name)
+    check_choice('split', split, cls.splits)
+    takes = [k for k in inspect.signature(cls.__init__).parameters if k not in ('self', 'split', 'root', 'transform', 'cache_dir', 'kwargs')]
+    bad = next((k for k in dataset_kwargs if k not in takes), None)
+    if bad: raise ParameterError(f"{bad}={dataset_kwargs[bad]!r} is not an argument of evaluate_run or of {name} (its arguments: "
+                                 f"dataset, split, root, device, workers, window{''.join(', ' + k for k in takes)})")
+    own = _dataset_kwargs(p) if name == p.dataset else {}
+    kw = {**own, **dataset_kwargs}
     ds = get_dataset(name, split, root=root, **kw)
     if len(ds) == 0: raise ParameterError(f"{name} {split}: no images (root {ds.root})")
     if list(ds.classes) != list(m['classes']):
@@ -524,11 +766,17 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     device = resolve_device(device)
     model = load_run_model(run_dir, device)
     size = type(ds).eval_size
-    win = eval_window(p) if str(window) == 'run' else parse_size(window, 'window')
+    try: win = eval_window(p) if str(window) == 'run' else parse_size(window, 'window')
+    except ParameterError: raise ParameterError(f"window={window!r} must be 'run', 'none' or a size such as 512 or '512x1024'") from None
     batches = scaled_batches(eval_batches(ds, size, 4 if size else 1, workers), float(p.image_scale))   # at the scale the run trained at
     r = evaluate(model, batches, ds.num_classes, device, ds.classes, win)
-    slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', t)
-    f = run_dir/f"eval_{slug(name)}_{slug(split)}.json"
+    slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', str(t))
+    given = {k: v for k, v in dataset_kwargs.items() if own.get(k, object()) != v}   # what is not the run's own
+    if str(window) != 'run' and win != eval_window(p): given['window'] = 'x'.join(map(str, win)) if win else 'none'
+    if root is not None: given['root'] = hashlib.sha256(str(Path(root).expanduser().resolve()).encode()).hexdigest()[:8]
+    stem = f"eval_{slug(name)}_{slug(split)}" + ''.join(f"_{slug(k)}-{slug(v)}" for k, v in sorted(given.items()))
+    if len(stem) > 180: stem = f"{stem[:160]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"
+    f = run_dir/f"{stem}.json"
     out = dict(run=str(run_dir), dataset=name, split=split, root=str(ds.root), dataset_kwargs=kw, n_images=len(ds), window=win, image_scale=float(p.image_scale),
                miou=r['miou'], iou=r['iou'], pixel_accuracy=r['pixel_accuracy'], file=str(f))
     atomic_write(f, json.dumps(out, indent=1))

@@ -6,7 +6,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/index.html.md"""
 
 # %% ../nbs/09a_index.ipynb #ac031147
 from __future__ import annotations
-import base64, contextlib, html, io, json, os, time
+import base64, contextlib, html, io, json, os, re, time
 try: import fcntl
 except ImportError: fcntl = None   # Windows: no lock (run one sweep at a time there)
 from dataclasses import asdict
@@ -17,8 +17,8 @@ from .experiment import ExperimentParams
 from .train import METHODS
 
 # %% auto #0
-__all__ = ['flat_params', 'is_baseline', 'record_for', 'read_index', 'thesis_tables', 'write_index_html', 'update_index',
-           'rebuild_index']
+__all__ = ['TABLE_COLUMNS', 'flat_params', 'is_baseline', 'record_for', 'read_index', 'settings_rows', 'thesis_tables',
+           'write_index_html', 'update_index', 'rebuild_index', 'markdown_table', 'readme_tables', 'update_readme']
 
 # %% ../nbs/09a_index.ipynb #ebb949dc
 def flat_params(params:dict) -> dict:
@@ -34,7 +34,7 @@ def is_baseline(params:dict) -> bool:
     return spec is not None and not spec.cls.unlabeled
 
 def record_for(sweep:str, run:str, template:str, params:dict, status:str, error, run_dir:Path, report:Path, reports_dir:Path, seconds=None,
-               label:str|None=None, baseline:str|None=None) -> dict:
+               label:str|None=None, baseline:str|None=None, paper=None) -> dict:
     "The index record of a run (metrics read from its `metrics.json` when it has one)."
     m = {}
     f = Path(run_dir)/'metrics.json'
@@ -42,10 +42,11 @@ def record_for(sweep:str, run:str, template:str, params:dict, status:str, error,
     if template == 'experiment': params = flat_params({**m.get('params', {}), **params})
     params = {k: v for k, v in params.items() if k != 'out_dir'}
     rel = lambda p: os.path.relpath(p, reports_dir)
-    return dict(sweep=sweep, run=run, label=label, baseline=baseline, template=template, params=params, status=status, error=error,
+    return dict(sweep=sweep, run=run, label=label, baseline=baseline, **({'paper': paper} if paper is not None else {}), template=template, params=params, status=status, error=error,
                 miou=m.get('miou'), teacher_miou=m.get('teacher_miou'), start_miou=m.get('start_miou'), iou=m.get('iou'),
                 pixel_accuracy=m.get('pixel_accuracy'), miou13=m.get('miou13'), n_labeled=m.get('n_labeled'), ms_per_iteration=m.get('ms_per_iteration'),
                 holdout_miou=(m.get('holdout') or {}).get('miou'), holdout_start_miou=(m.get('holdout') or {}).get('start_miou'),
+                holdout_iou=(m.get('holdout') or {}).get('iou'),
                 seconds=round(seconds, 1) if seconds is not None else m.get('seconds'), device=m.get('device'),
                 report=rel(report) if Path(report).exists() else None, run_dir=rel(run_dir),
                 finished=time.strftime('%Y-%m-%d %H:%M:%S'))
@@ -108,12 +109,12 @@ def _reports_html(sweep:str, rs:list) -> str:
                       *rows, "</table>"])
 
 # %% ../nbs/09a_index.ipynb #9d1d5a31
-def _mean_std(v:list) -> str:
-    "'mean ± std (n)' of a list of numbers (sample standard deviation, as the thesis reports over runs)."
+def _mean_std(v:list, pm:str='&plusmn;') -> str:
+    "'mean ± std' of a list of numbers (sample standard deviation, as the thesis reports over runs)."
     import statistics
     if not v: return ''
     if len(v) == 1: return f'{v[0]:.1f}'
-    return f'{statistics.mean(v):.1f} &plusmn; {statistics.stdev(v):.2f}'
+    return f'{statistics.mean(v):.1f} {pm} {statistics.stdev(v):.2f}'
 
 def _labeled_key(r:dict):
     "Sort key of a labeled amount: its image count."
@@ -179,42 +180,77 @@ def _cost(g:list, base:list|None) -> str:
     mean = lambda v: sum(v)/len(v)
     return f"{mean(ms(g)):.0f}" + (f" ({mean(ms(g))/mean(ms(base)):.2f}&times;)" if ms(base) else '')
 
+def _pair_deltas(g:list, base:list|None, key:str='miou') -> list:
+    "`key` of each run of `g` minus that of the baseline run of the same labeled split and seed (the pairs a row shares with its baseline)."
+    by = {(str(b['params'].get('labeled')), b['params'].get('seed')): b for b in base or []}
+    pairs = [(r, by.get((str(r['params'].get('labeled')), r['params'].get('seed')))) for r in g]
+    return [r[key] - b[key] for r, b in pairs if b is not None and r.get(key) is not None and b.get(key) is not None]
+
+def _delta(v:list, pm:str='&plusmn;') -> str:
+    "A Delta, or the mean and sample std of paired Deltas."
+    import statistics
+    if not v: return ''
+    return f'{v[0]:+.2f}' if len(v) == 1 else f'{statistics.mean(v):+.2f} {pm} {statistics.stdev(v):.2f}'
+
+def settings_rows(rs:list, pm:str='&plusmn;') -> list:
+    """The rows of a sweep's settings table, as text: label, labeled images, mIoU (mean ± std over seeds and splits), held-out
+    mIoU, teacher mIoU, Deltas to the baseline row (paired: run minus the baseline's run of the same split and seed), cost,
+    minutes per run, runs, and the paper's figure the runs carry (`paper`)."""
+    groups = _groups(rs)
+    labels = list(dict.fromkeys(l for l, _ in groups))
+    amount_of = {l: a for (l, a) in groups}
+    ms = lambda g, k: _mean_std([x[k] for x in g if x.get(k) is not None], pm).replace('&plusmn;', pm)
+    out = []
+    for l in labels:
+        g = groups[(l, amount_of[l])]; b = _baseline_label(l, groups, rs)
+        base = groups.get((b, amount_of[b])) if b in amount_of else None
+        delta, held = _pair_deltas(g, base), _pair_deltas(g, base, 'holdout_miou')
+        if base and not delta: delta = [_mean_miou(groups, l, amount_of[l]) - _mean_miou(groups, b, amount_of[b])]   # no shared splits: the means
+        secs = [x['seconds'] for x in g if x.get('seconds')]
+        out.append(dict(label=l, n_labeled=g[0].get('n_labeled'), miou=ms(g, 'miou'), miou13=ms(g, 'miou13'), held=ms(g, 'holdout_miou'),
+                        held_start=ms(g, 'holdout_start_miou'), delta=_delta(delta, pm), held_delta=_delta(held, pm), teacher=ms(g, 'teacher_miou'),
+                        cost=_cost(g, base).replace('&times;', '×' if pm == '±' else '&times;'), minutes=f'{sum(secs)/len(secs)/60:.0f}' if secs else '',
+                        runs=len(g), paper=next((str(x['paper']) for x in g if x.get('paper') is not None), ''), baseline=b))
+    return out
+
 def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
     """Thesis Table 5.1 layout (5.2 when the runs have a source; French et al.'s Table 1 when rows differ in their labeled
     amount, as full supervision does): a row per setting, with its Delta to its baseline."""
-    e, mean = html.escape, lambda l: _mean_miou(groups, l, amount_of[l])
-    body, several = '', len(set(amount_of.values())) > 1
-    has13 = any(x.get('miou13') is not None for g in groups.values() for x in g)
-    held = any(x.get('holdout_miou') is not None for g in groups.values() for x in g)   # runs that left a sequence out (holdout=)
-    for l in labels:
-        g = groups[(l, amount_of[l])]; b = _baseline_label(l, groups, rs)
-        d = '' if b is None or b not in amount_of else f'{mean(l) - mean(b):+.2f}'
-        m13 = f"<td class='num'>{_mean_std([x['miou13'] for x in g if x.get('miou13') is not None])}</td>" if has13 else ''
-        m13 += (f"<td class='num'>{_mean_std([x['holdout_miou'] for x in g if x.get('holdout_miou') is not None])}</td>"
-                f"<td class='num'>{_mean_std([x['holdout_start_miou'] for x in g if x.get('holdout_start_miou') is not None])}</td>") if held else ''
-        n = f"<td class='num'>{e(str(g[0].get('n_labeled')))}</td>" if several else ''
-        body += (f"<tr><td>{e(l)}</td>{n}<td class='num'><b>{_mean_std([x['miou'] for x in g])}</b></td>{m13}<td class='num'>{d}</td>"
-                 f"<td class='num'>{_mean_std([x['teacher_miou'] for x in g if x.get('teacher_miou') is not None])}</td>"
-                 f"<td class='num'>{_cost(g, groups.get((b, amount_of[b])) if b in amount_of else None)}</td><td class='num'>{len(g)}</td></tr>")
+    e = html.escape
+    rows, several = settings_rows(rs), len(set(amount_of.values())) > 1
+    has13 = any(r['miou13'] for r in rows)
+    held = any(r['held'] for r in rows)   # runs that left a sequence out (holdout=)
+    paper = any(r['paper'] for r in rows)
+    td = lambda v, b=False: f"<td class='num'>{'<b>' if b else ''}{e(str(v)).replace('&amp;plusmn;', '&plusmn;')}{'</b>' if b else ''}</td>"
+    body = ''
+    for r in rows:
+        body += (f"<tr><td>{e(r['label'])}</td>{td(r['n_labeled']) if several else ''}{td(r['miou'], True)}{td(r['miou13']) if has13 else ''}"
+                 f"{td(r['held']) + td(r['held_start']) if held else ''}{td(r['delta'])}{td(r['held_delta']) if held else ''}"
+                 f"{td(r['teacher'])}{td(r['cost']).replace('&amp;times;', '&times;')}{td(r['runs'])}{td(r['paper']) if paper else ''}</tr>")
     sources = list(dict.fromkeys(str(r['params'].get('source') or '') for g in groups.values() for r in g))
     table = 'thesis Table 5.2' if any(sources) else "French et al.'s Table 1" if several else 'thesis Table 5.1'   # domain adaptation: Table 5.2
     amounts = list(dict.fromkeys(amount_of.values()))
     what = (f"source: {e(sources[0])}" if len(sources) == 1 else 'sources: ' + ', '.join(e(x or 'none') for x in sources)) if any(sources) else f"labeled: {', '.join(e(a) for a in amounts)}"
-    return [f"<h3>Settings compared ({e(table)} layout; {what}; mean &plusmn; std over seeds and splits)</h3>",
+    return [f"<h3>Settings compared ({e(table)} layout; {what}; mean &plusmn; std over seeds and splits; &Delta; paired with the baseline's run of the same split and seed)</h3>",
             f"<table><tr><th>setting</th>{'<th>labeled</th>' if several else ''}<th>mIoU</th>{'<th>mIoU* (13 classes)</th>' if has13 else ''}"
-            f"{'<th>held-out mIoU</th><th>held-out, start</th>' if held else ''}<th>&Delta; vs baseline</th><th>teacher mIoU</th><th>ms / iteration (&times; baseline)</th><th>runs</th></tr>{body}</table>"]
+            f"{'<th>held-out mIoU</th><th>held-out, start</th>' if held else ''}<th>&Delta; vs baseline</th>{'<th>&Delta; held-out</th>' if held else ''}"
+            f"<th>teacher mIoU</th><th>ms / iteration (&times; baseline)</th><th>runs</th>{'<th>paper</th>' if paper else ''}</tr>{body}</table>"]
 
-def _per_class_table(groups:dict, amounts:list) -> list:
-    "Thesis Table 4.3 layout: the per-class IoU of each row (and column, when there are several labeled amounts), means over seeds."
+def _per_class_table(groups:dict, amounts:list, key:str='iou', what:str='', total:str='miou') -> list:
+    "Thesis Table 4.3 layout: the per-class IoU (`key`) of each row (and column, when there are several labeled amounts), means over seeds."
     e = html.escape
-    classes = list(next(iter(groups.values()))[0]['iou'])
+    groups = {k: [x for x in g if x.get(key)] for k, g in groups.items()}
+    groups = {k: g for k, g in groups.items() if g}
+    if not groups: return []
+    classes = list(next(iter(groups.values()))[0][key])
     head = ''.join(f'<th>{e(c)}</th>' for c in classes)
     body = ''
     for (l, a), g in groups.items():
-        iou = lambda c: [x['iou'][c] for x in g if x['iou'].get(c) is not None]
+        iou = lambda c: [x[key][c] for x in g if x[key].get(c) is not None]
         cells = ''.join(f"<td class='num'>{'' if not iou(c) else f'{sum(iou(c))/len(iou(c)):.1f}'}</td>" for c in classes)
-        body += f"<tr><td>{e(l)}{'' if len(amounts) == 1 else f' ({e(a)})'}</td>{cells}<td class='num'><b>{_mean_miou(groups, l, a):.1f}</b></td></tr>"
-    return ["<h3>Per-class IoU (thesis Table 4.3 layout; means over seeds)</h3>", f"<table><tr><th></th>{head}<th>mIoU</th></tr>{body}</table>"]
+        mean = sum(x[total] for x in g)/len(g)
+        body += f"<tr><td>{e(l)}{'' if len(amounts) == 1 else f' ({e(a)})'}</td>{cells}<td class='num'><b>{mean:.1f}</b></td></tr>"
+    return [f"<h3>Per-class IoU{e(what)} (thesis Table 4.3 layout; means over seeds)</h3>", f"<table><tr><th></th>{head}<th>mIoU</th></tr>{body}</table>"]
 
 # %% ../nbs/09a_index.ipynb #fd83a8ec
 def thesis_tables(rs:list) -> str:
@@ -229,7 +265,8 @@ def thesis_tables(rs:list) -> str:
     if all(len(v) == 1 for v in spans.values()):   # each row at one amount (a setting, or full supervision beside 12 labels)
         out = _settings_table(groups, rs, labels, {l: v[0] for l, v in spans.items()})
     else: out = _by_amount_table(groups, rs, labels, amounts)
-    return '\n'.join(out + _per_class_table(groups, amounts))
+    held = _per_class_table(groups, amounts, 'holdout_iou', ' on the held-out sequence', 'holdout_miou')   # runs that left a sequence out (holdout=)
+    return '\n'.join(out + _per_class_table(groups, amounts) + held)
 
 # %% ../nbs/09a_index.ipynb #37fc6b66
 def _sweep_html(sweep:str, rs:list) -> str:
@@ -265,7 +302,7 @@ def _sweep_html(sweep:str, rs:list) -> str:
 # %% ../nbs/09a_index.ipynb #ed1c6e9a
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0 1.5em;font-size:13px}td,th{border:1px solid #ccc;padding:3px 8px}th{background:#f3f3f3}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td.ok{color:#17702a}td.failed,td.err{color:#b00020}td.pending{color:#a66f00}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.ok{color:#17702a}td.failed,td.err{color:#b00020}td.pending,td.interrupted{color:#a66f00}
 h2{border-bottom:2px solid #ddd;padding-bottom:.2em;margin-top:1.6em}tr.delta td{color:#555;font-style:italic}.meta{color:#666;font-size:12px}"""
 
 def write_index_html(reports_dir:Path, records:list|None=None) -> Path:
@@ -297,30 +334,91 @@ def update_index(reports_dir:Path, records:list) -> Path:
 
 # %% ../nbs/09a_index.ipynb #b5d0c1e2
 _TEMPLATES = ('experiment', 'pretrain', 'dataset_stats', 'mask_gallery')
+_DESCRIBED = ('label', 'baseline', 'paper')   # what only the sweep that ran a run says of it
 
+def _folder_record(d:Path, reports_dir:Path, old:dict) -> dict|None:
+    """The record of the run in folder `d`: its `record.json` (the runner writes it with the index), else, for a run of an
+    older lab, one made from its notebook and `metrics.json` (the old index's status and error where it has no metrics);
+    None when `d` is not a run's folder, or is a copy of another run's."""
+    rel = lambda p: os.path.relpath(p, reports_dir)
+    try: rec = json.loads((d/'record.json').read_text()) if (d/'record.json').is_file() else None
+    except (ValueError, UnicodeDecodeError): rec = None
+    if isinstance(rec, dict) and all(k in rec for k in _RECORD_KEYS):
+        own = (reports_dir/str(rec.get('run_dir'))).resolve() == d.resolve() or (rec['sweep'], rec['run']) == (d.parent.name, d.name)
+        return dict(rec, run_dir=rel(d)) if own else None
+    tpl = next((t for t in _TEMPLATES if (d/f'{t}.ipynb').is_file()), None)
+    if tpl is None: return None
+    sweep, run, m = d.parent.name, d.name, d/'metrics.json'
+    try: params = json.loads(m.read_text()).get('params', {}) if m.is_file() else {}
+    except (ValueError, AttributeError, UnicodeDecodeError): params = None
+    if isinstance(params, dict) and params.get('out_dir') and Path(str(params['out_dir'])).name != d.name: return None   # a copy
+    prev = old.get((sweep, run), {})
+    if params is not None and (m.is_file() or tpl != 'experiment'): status, error = 'ok', None
+    elif prev.get('status') not in (None, 'ok'): status, error = prev['status'], prev.get('error')
+    else: status, error = 'failed', f'{m}: missing or not valid JSON'
+    return record_for(sweep, run, tpl, {k: v for k, v in (params or prev.get('params') or {}).items() if k != 'out_dir'}, status, error, d,
+                      reports_dir/sweep/f'{run}.html', reports_dir, None, *(prev.get(k) for k in _DESCRIBED))
+
+# %% ../nbs/09a_index.ipynb #eaba65cc
 def rebuild_index(reports_dir:Path, runs_dir:Path) -> Path:
-    """Remake `index.json` and `index.html` from the run folders (`runs_dir/<sweep>/<run>/` holding an executed template
-    notebook); an existing `index.json` is kept beside it as `index.json.bak` (labels are taken from it when it is readable)."""
+    """Remake `index.json` and `index.html` from what the run folders record (`runs_dir/<sweep>/<run>/record.json`, and
+    the folders the old index names outside `runs_dir`), keeping what the old index knew where no folder says (a run
+    whose folder is gone, labels); a copy of a run's folder is not a run. The old `index.json` is kept as `index.json.bak`."""
     reports_dir, runs_dir = Path(reports_dir), Path(runs_dir)
     with _index_lock(reports_dir):
         f = reports_dir/'index.json'
         try: old = {(r['sweep'], r['run']): r for r in read_index(reports_dir)}
         except ParameterError: old = {}
-        recs = []
+        found = {}
         for d in sorted(p for p in runs_dir.glob('*/*') if p.is_dir()):
-            tpl = next((t for t in _TEMPLATES if (d/f'{t}.ipynb').is_file()), None)
-            if tpl is None: continue
-            sweep, run = d.parent.name, d.name
-            m = d/'metrics.json'
-            try: params = json.loads(m.read_text()).get('params', {}) if m.is_file() else {}
-            except json.JSONDecodeError: params = None
-            prev = old.get((sweep, run), {})
-            status, error = ('ok', None) if params is not None and (m.is_file() or tpl != 'experiment') else ('failed', f'{m}: missing or not valid JSON')
-            recs.append(record_for(sweep, run, tpl, {k: v for k, v in (params or prev.get('params') or {}).items() if k != 'out_dir'}, status, error, d,
-                                   reports_dir/sweep/f'{run}.html', reports_dir, None, prev.get('label'), prev.get('baseline')))
+            rec = _folder_record(d, reports_dir, old)
+            if rec is not None: found.setdefault((rec['sweep'], rec['run']), rec)
+        for key, r in old.items():   # a run whose out_dir is elsewhere: its folder, where the old index says it is
+            d = reports_dir/str(r.get('run_dir')) if key not in found and r.get('run_dir') else None
+            rec = _folder_record(d.resolve(), reports_dir, old) if d is not None and d.is_dir() else None
+            if rec is not None and (rec['sweep'], rec['run']) == key: found[key] = rec
+        recs = []
+        for key in [*old, *(k for k in found if k not in old)]:
+            r, prev = found.get(key, old.get(key)), old.get(key, {})
+            recs.append({**r, **{k: prev[k] for k in _DESCRIBED if r.get(k) is None and prev.get(k) is not None}})
         if f.is_file():
             bak = f.with_name('index.json.bak')
             if bak.exists(): bak = f.with_name(f"index.json.{time.strftime('%Y%m%d-%H%M%S')}.bak")
             os.replace(f, bak)
         atomic_write(f, json.dumps(dict(runs=recs), indent=1))
         return write_index_html(reports_dir, recs)
+
+# %% ../nbs/09a_index.ipynb #e4f10002
+TABLE_COLUMNS = {'labeled': 'labeled', 'miou': 'mIoU', 'held': 'held-out mIoU', 'delta': 'Δ vs baseline', 'held_delta': 'Δ held-out',
+                 'teacher': 'teacher mIoU', 'cost': 'ms/it (× baseline)', 'minutes': 'min/run', 'runs': 'runs', 'paper': 'paper'}
+
+def markdown_table(records:list, sweep:str, columns=('miou', 'delta', 'cost', 'runs')) -> str:
+    "The settings table of `sweep`'s finished runs in `records`, in Markdown, with the `columns` of `TABLE_COLUMNS`."
+    bad = [c for c in columns if c not in TABLE_COLUMNS]
+    if bad: raise ParameterError(f"table column {bad[0]!r} is not one of: {', '.join(TABLE_COLUMNS)}")
+    rows = settings_rows([r for r in records if r.get('sweep') == sweep and r.get('template', 'experiment') == 'experiment'], pm='±')
+    if not rows: raise ParameterError(f"sweep {sweep!r} has no finished runs in the index")
+    cell = lambda v: str(v).replace('|', '\\|')
+    lines = ['| row | ' + ' | '.join(TABLE_COLUMNS[c] for c in columns) + ' |', '|---' * (len(columns) + 1) + '|']
+    lines += ['| ' + ' | '.join([cell(r['label']), *(cell(r[c] if c != 'labeled' else r['n_labeled']) for c in columns)]) + ' |' for r in rows]
+    return '\n'.join(lines)
+
+_TABLE = re.compile(r'(<!-- table (?P<args>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)', re.S)
+
+def readme_tables(text:str, records:list) -> str:
+    "`text` with every `<!-- table sweep=... columns=... -->` block's body remade from `records`."
+    def one(m):
+        args = dict(a.split('=', 1) for a in m.group('args').split())
+        if 'sweep' not in args: raise ParameterError(f"README table block {m.group(0).splitlines()[0]!r} names no sweep=")
+        cols = tuple(args.get('columns', 'miou,delta,cost,runs').split(','))
+        return m.group(1) + markdown_table(records, args['sweep'], cols) + '\n' + m.group(4)
+    return _TABLE.sub(one, text)
+
+def update_readme(readme:Path, reports_dir:Path) -> list:
+    "Remake the README's tables from `reports_dir/index.json`; returns the sweeps of the tables that changed."
+    readme = Path(readme)
+    old = readme.read_text()
+    new = readme_tables(old, read_index(reports_dir))
+    changed = [a.group('args') for a, b in zip(_TABLE.finditer(old), _TABLE.finditer(new)) if a.group(0) != b.group(0)]
+    if new != old: atomic_write(readme, new)
+    return changed

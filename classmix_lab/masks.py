@@ -6,17 +6,29 @@ Docs: https://github.com/classmix-lab/classmix_lab/masks.html.md"""
 
 # %% ../nbs/03_masks.ipynb #8dc1c0a7
 from __future__ import annotations
-import inspect, math
+import contextlib, functools, inspect, math
 import torch
 import torch.nn.functional as F
 from .config import IGNORE_INDEX, ParameterError, check_choice
 
 # %% auto #0
-__all__ = ['LATTICE_RATIO', 'MASKS', 'ERASING', 'mix', 'paste_onto_next', 'erase', 'draw_proportions', 'draw_sigmas',
-           'classmix_masks', 'box_rects', 'box_masks', 'gaussian_kernels', 'filter_pass', 'gaussian_blur',
-           'proportion_threshold', 'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas', 'mixup',
-           'box_owners', 'multibox_masks', 'cutmix_masks', 'cutout_masks', 'cowmix_masks', 'cowout_masks',
+__all__ = ['LATTICE_RATIO', 'MASKS', 'ERASING', 'full_precision', 'mix', 'paste_onto_next', 'erase', 'draw_proportions',
+           'draw_sigmas', 'classmix_masks', 'box_rects', 'box_masks', 'gaussian_kernels', 'filter_pass',
+           'gaussian_blur', 'proportion_threshold', 'lattice_stride', 'smooth_noise', 'cow_masks', 'mixup_lambdas',
+           'mixup', 'box_owners', 'multibox_masks', 'cutmix_masks', 'cutout_masks', 'cowmix_masks', 'cowout_masks',
            'mask_params', 'check_mask_params', 'make_masks']
+
+# %% ../nbs/03_masks.ipynb #91539a02
+def full_precision(fn):
+    "`fn` with autocast switched off (CPU and CUDA) while it runs: it computes in its inputs' dtype inside a bf16/fp16 training step."
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        on = [d for d in ('cpu', 'cuda') if torch.is_autocast_enabled(d)]
+        if not on: return fn(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for d in on: stack.enter_context(torch.autocast(d, enabled=False))
+            return fn(*args, **kwargs)
+    return run
 
 # %% ../nbs/03_masks.ipynb #6c2064a9
 def _check_mask(mask:torch.Tensor):
@@ -187,6 +199,7 @@ def _block(n_out:int, up:int, R:int) -> int:
     q0 = max(4, -(-2*R//up))
     return next((q for q in range(q0, 2*q0 + 1) if n_out % (up*q) == 0), q0)
 
+@full_precision
 def filter_pass(x:torch.Tensor, # (B, L, A) for dim=-2, (B, A, L) for dim=-1
                 k:torch.Tensor, # (B, 2R+1) per-sample kernels, or (1, 2R+1) for all
                 dim:int, # -1 or -2: the axis to filter
@@ -246,6 +259,7 @@ def _moments(field:torch.Tensor) -> tuple:
     var = torch.einsum('bi,bi->b', x, x)/n - mean**2
     return mean, var.clamp_min(0).sqrt()
 
+@full_precision
 def proportion_threshold(field:torch.Tensor, # (B, H, W) smoothed Gaussian noise
                          p:torch.Tensor|float) -> torch.Tensor: # proportion of True pixels, per sample (B,) or one
     "True where `field` exceeds mean + std * sqrt(2) * erfinv(1 - 2p): a proportion p of a Gaussian field."
@@ -395,6 +409,7 @@ def check_mask_params(kind:str, params:dict) -> dict:
     if bad: raise ParameterError(f"mask {kind!r} has no parameter {bad[0]!r}; its parameters: {', '.join(known)}")
     return params
 
+@full_precision
 def make_masks(kind:str, # a key of `MASKS`
                labels:torch.Tensor, # (B, H, W) labels or pseudo-labels (integer)
                num_classes:int, # classes of the labels (ClassMix)

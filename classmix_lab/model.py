@@ -436,10 +436,23 @@ def strip_prefixes(key:str) -> str:
         if key.startswith(p): key = key[len(p):]
     return key
 
-def _torch_load(path:Path):
-    "What a weights file holds, read with `weights_only=True`; a `ParameterError` naming the file when it cannot be read."
-    try: return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ParameterError(f"{path}: not a loadable checkpoint ({type(e).__name__}: {e})") from None
+def _torch_load(path:Path, mmap:bool=False):
+    """What a weights file holds, read with `weights_only=True` (tensors and plain values: a file never runs code here);
+    a `ParameterError` naming the file when it cannot be read. `mmap`: tensors are mapped, not read (a quick look)."""
+    import pickle
+    try: return torch.load(path, map_location='cpu', weights_only=True, **({'mmap': True} if mmap else {}))
+    except RuntimeError as e:
+        if mmap and 'mmap can only be used' in str(e): return _torch_load(path)   # a file in torch's older format
+        first = str(e).strip().splitlines()[0].split('. ')[0] if str(e).strip() else ''
+        raise ParameterError(f"{path}: not a loadable checkpoint ({type(e).__name__}{': ' + first if first else ''})") from None
+    except pickle.UnpicklingError as e:
+        if 'Weights only load failed' not in str(e) or 'GLOBAL' not in str(e): raise ParameterError(f"{path}: not a loadable checkpoint (not a file torch.save wrote)") from None
+        # torch's message advises turning the safety off: never relayed
+        raise ParameterError(f"{path}: not a checkpoint the lab reads: it holds Python objects besides tensors and plain values "
+                             "(saved from other code?); a weights file holds a state dict of tensors") from None
+    except Exception as e:
+        first = str(e).strip().splitlines()[0].split('. ')[0] if str(e).strip() else ''
+        raise ParameterError(f"{path}: not a loadable checkpoint ({type(e).__name__}{': ' + first if first else ''})") from None
 
 def _state_of(obj, path:Path) -> dict:
     "The state dict in what `path` held: the object itself, or under 'state_dict' / 'model' keys."
@@ -546,7 +559,10 @@ def load_imagenet(model:nn.Module, # the model to fill, built as `get_model(name
                   name:str) -> dict: # its key in `MODELS`
     "Fill the encoder of `model` with its ImageNet weights; the `load_weights` report, with the file (and a warning if it is not the published file)."
     path = imagenet_file(name)
-    rep = dict(load_weights(model, read_state_dict(path)), file=str(path))
+    try: rep = dict(load_weights(model, read_state_dict(path)), file=str(path))
+    except ParameterError as e:
+        raise ParameterError(f"init='imagenet' for model={name!r}: {path} is not the ImageNet {imagenet_weights(name)} the model needs ({e}); "
+                             "delete it to have it fetched again") from None
     if published_digest(path) is False:
         rep['warnings'].append(f"{path}: its SHA-256 does not start with the digits in its name, so it is not the published file of "
                                f"{imagenet_weights(name)}; delete it to have it fetched again")
@@ -559,7 +575,9 @@ def load_checkpoint_file(spec, # a run folder, its `model.pt` or `checkpoint.pt`
                          name:str='weights') -> dict: # what the caller calls `spec`, in error messages
     """Resolve `spec` to one weights file and read it once: dict(path (the file read), state (its state dict of tensors),
     model (its name in `MODELS`, from the file or its run's `metrics.json`, else None), num_classes (from the file, else
-    None), what (a line saying what was loaded))."""
+    None), classes (the class names it was trained on, from the file or its run's `metrics.json`, else None), what (a
+    line saying what was loaded))."""
+    if not isinstance(spec, (str, os.PathLike)): raise ParameterError(f"{name}={spec!r} must be a path: a run folder or a weights file")
     path = Path(spec)
     if path.is_dir():
         cands = ('checkpoint.pt', 'model.pt') if teacher else ('model.pt',)
@@ -575,10 +593,14 @@ def load_checkpoint_file(spec, # a run folder, its `model.pt` or `checkpoint.pt`
     meta = obj if isinstance(obj, dict) else {}
     model, n = meta.get('model'), meta.get('num_classes')
     if not isinstance(model, str): model = _run_model(path.parent)
-    return dict(path=path, state=state, model=model, num_classes=n if isinstance(n, int) else None, what=what)
+    classes = meta.get('classes') if isinstance(meta.get('classes'), list) else _run_model(path.parent, 'classes')
+    return dict(path=path, state=state, model=model, num_classes=n if isinstance(n, int) else None, what=what,
+                classes=tuple(classes) if isinstance(classes, list) and all(isinstance(c, str) for c in classes) else None)
 
-def _run_model(run_dir:Path) -> str|None:
-    "The model a run folder's `metrics.json` names (None without one)."
+def _run_model(run_dir:Path, key:str='model'):
+    "The model (or, with `key='classes'`, the classes) a run folder's `metrics.json` names (None without one)."
     f = run_dir/'metrics.json'
-    try: return json.loads(f.read_text()).get('params', {}).get('model') if f.is_file() else None
+    try:
+        m = json.loads(f.read_text()) if f.is_file() else {}
+        return m.get('params', {}).get('model') if key == 'model' else m.get(key)
     except (OSError, ValueError, AttributeError): return None

@@ -6,20 +6,21 @@ Docs: https://github.com/classmix-lab/classmix_lab/runner.html.md"""
 
 # %% ../nbs/09_runner.ipynb #a7e634f7
 from __future__ import annotations
-import contextlib, functools, hashlib, itertools, json, logging, os, re, time
+import contextlib, functools, hashlib, itertools, json, logging, math, os, re, shutil, signal, threading, time
 try: import fcntl
 except ImportError: fcntl = None   # Windows: no run-folder lock
 from dataclasses import asdict
 from pathlib import Path
 from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
-from .experiment import ExperimentParams, validate, split_file, PRETRAINED
-from .datasets import DATASETS
+from .experiment import ExperimentParams, validate, split_file, typed_params, PRETRAINED
+from .datasets import DATASETS, FOLDER_PREFIX, dataset_class
 from .index import record_for, update_index, read_index
 
 # %% auto #0
-__all__ = ['ENGINES', 'templates_dir', 'template_path', 'template_parameters', 'check_params', 'notebook_to_html',
-           'execute_notebook', 'expand_grid', 'run_name', 'check_name', 'default_run_name', 'check_checkpoint',
-           'provenance', 'lock_run_folders', 'run_one', 'ray_task_options', 'run_sweep']
+__all__ = ['KERNEL_ARGUMENTS', 'ENGINES', 'templates_dir', 'template_path', 'template_parameters', 'check_params',
+           'notebook_to_html', 'execute_notebook', 'expand_grid', 'run_name', 'check_name', 'default_run_name',
+           'check_checkpoint', 'provenance', 'check_run_folder', 'lock_run_folders', 'restore_kept', 'RunInterrupted',
+           'run_one', 'ray_task_options', 'run_sweep']
 
 # %% ../nbs/09_runner.ipynb #1ace90ba
 def templates_dir() -> Path:
@@ -67,6 +68,13 @@ def _absolute_paths(params:dict) -> dict:
     if f is not None: p['labeled'] = _project_relative(f)
     init = p.get('init')
     if isinstance(init, str) and init not in ('none', *PRETRAINED) and Path(init).expanduser().exists(): p['init'] = str(Path(init).expanduser().resolve())
+    return _absolute_datasets(p)
+
+def _absolute_datasets(params:dict) -> dict:
+    "`params` with a folder dataset given by a relative path (`dataset=folder:data/mine`, `compare=`) made absolute."
+    p = dict(params)
+    for k in ('dataset', 'compare', 'source'):
+        if isinstance(p.get(k), str) and p[k].startswith(FOLDER_PREFIX): p[k] = FOLDER_PREFIX + str(Path(p[k][len(FOLDER_PREFIX):]).expanduser().resolve())
     return p
 
 def _absolute_env():
@@ -78,16 +86,18 @@ def _absolute_env():
 
 def check_params(template:str, params:dict) -> dict:
     "Check a run's parameters before it runs: all of them for experiments (`validate`), names and datasets for the other templates."
-    if template == 'experiment':
+    if template == 'experiment':   # the values as `validate` checked them, with their types (the CLI gives a method's settings as text)
         params = _absolute_paths(params)
-        validate(ExperimentParams.from_dict({k: v for k, v in params.items() if k != 'compare_with'}))
-        return params
+        return typed_params(params, validate(ExperimentParams.from_dict({k: v for k, v in params.items() if k != 'compare_with'})))
+    params = _absolute_datasets(params)
     known = template_parameters(template)
     bad = [k for k in params if k not in known and k not in ('out_dir', 'compare_with')]
     if bad: raise ParameterError(f"unknown parameter {bad[0]!r} of template {template!r}; parameters: {', '.join(sorted(known))}")
+    inf = next((k for k, v in params.items() if isinstance(v, float) and not math.isfinite(v)), None)
+    if inf: raise ParameterError(f"{inf}={params[inf]} must be a finite number")
     if template == 'dataset_stats':
         for k in ('dataset', 'compare'):
-            if params.get(k): check_choice(k, params[k], list(DATASETS))
+            if params.get(k): dataset_class(params[k])   # a name in `DATASETS`, or folder:PATH
     return params
 
 # %% ../nbs/09_runner.ipynb #4a10e007
@@ -129,25 +139,77 @@ def execute_notebook(template:Path, # the notebook to execute
                      stream:bool=True, # print cell output while it runs
                      cwd:Path|None=None, # working directory of the kernel (default: the run folder)
                      prefix:str='    ') -> tuple: # put before each line of output printed
-    "Execute `template` with papermill; returns (status, error line)."
+    """Execute `template` with papermill; returns (status, error line): status 'ok', 'failed', or 'interrupted' (Ctrl-C
+    here, or a KeyboardInterrupt in the kernel)."""
     import papermill as pm
     log = logging.getLogger('papermill'); handler = _Stream(prefix) if stream else None
     if handler: log.addHandler(handler); old = log.level; log.setLevel(logging.INFO)
     try:
-        pm.execute_notebook(str(template), str(out_nb), parameters=params, kernel_name='python3', progress_bar=False,
-                            log_output=stream, cwd=str(cwd or out_nb.parent), config=_kernel_config())
+        with _noting_ctrl_c():
+            pm.execute_notebook(str(template), str(out_nb), parameters=params, kernel_name='python3', progress_bar=False,
+                                log_output=stream, cwd=str(cwd or out_nb.parent), config=_kernel_config(),
+                                kernel_manager_class=_kernel_manager_class(), extra_arguments=list(KERNEL_ARGUMENTS))
         return 'ok', None
+    except KeyboardInterrupt: return 'interrupted', None
     except pm.PapermillExecutionError as e:
+        if e.ename == 'KeyboardInterrupt': return 'interrupted', None
         return 'failed', f"{e.ename}: {str(e.evalue).strip().splitlines()[0] if str(e.evalue).strip() else ''}".strip()
     except Exception as e:
+        if type(e).__name__ == 'DeadKernelError':   # killed from outside the run, most often by the system's out-of-memory killer
+            if _INTERRUPTED.is_set(): return 'interrupted', None
+            return 'failed', "the run was killed (out of memory?): its notebook's kernel died in the middle of a cell"
         return 'failed', f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
     finally:
         if handler: log.removeHandler(handler); log.setLevel(old)
 
+# %% ../nbs/09_runner.ipynb #6ad3ff92
+_INTERRUPTED = threading.Event()   # Ctrl-C reached this process while a notebook ran
+
+@functools.cache
+def _kernel_manager_class():
+    """papermill's kernel manager, interrupting the kernel as it shuts it down only after Ctrl-C: a kernel that finished
+    its cells needs no SIGINT, and one that gets it while it answers a message logs an error after a run that went well."""
+    import asyncio
+    from jupyter_client.manager import AsyncKernelManager
+    class KernelManager(AsyncKernelManager):
+        async def _async_interrupt_kernel(self):
+            if not getattr(self, 'shutting_down', False): return await super()._async_interrupt_kernel()
+            if not _INTERRUPTED.is_set(): return
+            await super()._async_interrupt_kernel()
+            await asyncio.sleep(1)   # the run's last steps are logged before the kernel is asked to shut down
+    return KernelManager
+
+#: the kernel's own log (its messages as it is interrupted and shut down) is not the run's output
+KERNEL_ARGUMENTS = ['--IPKernelApp.log_level=CRITICAL']
+
+def _not_after_ctrl_c(record) -> bool:
+    "asyncio's note of a cell whose kernel died unread: after Ctrl-C, the kernel was shut down on purpose (a logging filter)."
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (_INTERRUPTED.is_set() and type(exc).__name__ == 'DeadKernelError')
+
+@contextlib.contextmanager
+def _noting_ctrl_c():
+    "Note Ctrl-C in `_INTERRUPTED` while the block runs (in the main thread); it interrupts as before."
+    _INTERRUPTED.clear()
+    logging.getLogger('asyncio').addFilter(_not_after_ctrl_c)   # (once: a filter is added once)
+    prev = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else signal.SIG_IGN
+    if prev in (signal.SIG_IGN, None): yield; return   # Ctrl-C is ignored here (a background process), or cannot be caught
+    def note(sig, frame):
+        _INTERRUPTED.set()
+        if callable(prev): return prev(sig, frame)
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, note)
+    try: yield
+    finally: signal.signal(signal.SIGINT, prev)
+
 # %% ../nbs/09_runner.ipynb #e3bb9218
 def expand_grid(base:dict|None=None, # parameters shared by every run
                 **grid) -> list: # parameter -> list of values
-    "Every combination of the `grid` values, over `base`."
+    "Every combination of the `grid` values, over `base`; a value that is not a list is one value (`method='classmix'`, not its letters)."
+    if base is not None and not isinstance(base, dict): raise ParameterError(f"base={base!r} must be a dict of the parameters every run shares")
+    twice = next((k for k in grid if k in (base or {})), None)
+    if twice: raise ParameterError(f"{twice} is given twice, in base ({base[twice]!r}) and in the grid ({grid[twice]!r}): give it once")
+    grid = {k: list(v) if isinstance(v, (list, tuple)) else [v] for k, v in grid.items()}
     keys = list(grid)
     return [{**(base or {}), **dict(zip(keys, vals))} for vals in itertools.product(*(grid[k] for k in keys))]
 
@@ -189,32 +251,29 @@ _RUN_ONLY = ('out_dir', 'compare_with', 'device', 'rdzv_endpoint', 'tensorboard'
 def _same_params(run_dir:Path, params:dict, template:str='experiment') -> bool:
     """Whether the run folder holds a finished run of `params`. Experiments are compared in their canonical form (every
     field, the method's settings in `method_args`), so a setting given flat or in `method_args` is the same setting."""
-    f = run_dir/'metrics.json'
-    if not f.is_file(): return False
-    try: old = json.loads(f.read_text()).get('params', {})
-    except (json.JSONDecodeError, AttributeError) as e:   # never run over (and so overwrite) a file that cannot be read
-        raise ParameterError(f"{f}: not a valid metrics file ({getattr(e, 'msg', 'not an object')}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''}); "
-                             "move it away to run this run again") from None
-    if template != 'experiment': return all(old.get(k) == v for k, v in params.items() if k not in _RUN_ONLY)
-    canon = lambda d: {k: v for k, v in ExperimentParams.canonical(d).items() if k not in _RUN_ONLY}
-    try: return canon(old) == canon(params)
-    except ParameterError: return False   # a run of an older lab, whose parameters are no longer valid
+    m = _lab_metrics(Path(run_dir))
+    return m is not None and not _param_diff(m['params'], params, template)
 
 # %% ../nbs/09_runner.ipynb #2157d262
 def check_checkpoint(run_dir:Path):
     """Refuse a run folder whose `checkpoint.pt` cannot be read (a truncated or corrupt file, e.g. after a full disk or
-    a killed copy) before the notebook starts, with what to do about it."""
+    a killed copy), or is not a training checkpoint (another kind of weights, Python objects), before the notebook starts,
+    with what to do about it."""
     import zipfile
+    from classmix_lab.train import read_checkpoint
     f = Path(run_dir)/'checkpoint.pt'
     if not f.is_file(): return
     try: ok = zipfile.is_zipfile(f) and zipfile.ZipFile(f).testzip() is None   # torch.save writes a zip archive
     except (zipfile.BadZipFile, OSError, EOFError, RuntimeError): ok = False
-    if ok: return
-    prev = f.with_name('checkpoint.previous.pt')
+    if ok:
+        read_checkpoint(f, mmap=True)   # its kind: a look at its keys, its tensors mapped, not read
+        return
+    prev = max(f.parent.glob('checkpoint.previous*.pt'), key=lambda p: p.stat().st_mtime, default=None)   # the last one set aside
     what = (f"to resume from the checkpoint set aside before, replace it with {prev.name} (mv {prev} {f}); to train from the start, delete it"
-            if prev.is_file() else "delete it to train this run from the start")
+            if prev is not None else "delete it to train this run from the start")
     raise ParameterError(f"{f}: damaged checkpoint (truncated or corrupt, it cannot be read); {what}")
 
+# %% ../nbs/09_runner.ipynb #c5e16409
 def provenance(template:str, params:dict) -> dict:
     "What a run's results rest on besides its parameters: the SynthStreets generator version and the init weights' SHA-256."
     import hashlib
@@ -233,11 +292,66 @@ def provenance(template:str, params:dict) -> dict:
 def _recorded_provenance(run_dir:Path) -> dict|None:
     "The provenance a run folder recorded, or None when it has none (never run, or run before provenance was recorded)."
     f = run_dir/'provenance.json'
-    return json.loads(f.read_text()) if f.is_file() else None
+    if not f.is_file(): return None
+    try: p = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e: p, why = None, f"not valid JSON ({getattr(e, 'msg', 'not text')}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''})"
+    else: why = 'not an object of names and values'
+    if not isinstance(p, dict):
+        raise ParameterError(f"{f}: {why}; it should hold what the run's results rest on (the SynthStreets generator version, the init "
+                             "weights' SHA-256): delete it, and the run trains again, or restore it")
+    return p
 
 def _provenance_diff(old:dict|None, now:dict) -> str:
     if old is None: return 'no provenance recorded'
     return ', '.join(f"{k} {str(old.get(k))[:12]} -> {str(now.get(k))[:12]}" for k in sorted(set(old) | set(now)) if old.get(k) != now.get(k))
+
+# %% ../nbs/09_runner.ipynb #7cd6a1fd
+def _check_inside(path:Path, root:Path, what:str):
+    "Refuse `path` when it leads, through a link, out of the `what` folder `root`: the lab never writes through such a link."
+    real, base = Path(path).resolve(), Path(root).resolve()
+    if not real.is_relative_to(base):
+        raise ParameterError(f"{path}: a link to {real}, outside the {what} folder {base}; the lab never writes through it: "
+                             "remove the link, or give the run another name (or an out_dir of its own)")
+
+def _lab_metrics(run_dir:Path) -> dict|None:
+    "A run folder's `metrics.json` (None without one); a `ParameterError` when it cannot be read or is not the lab's."
+    f = Path(run_dir)/'metrics.json'
+    if not f.is_file(): return None
+    try: m = json.loads(f.read_text())
+    except (ValueError, UnicodeDecodeError) as e:   # never run over (and so overwrite) a file that cannot be read
+        raise ParameterError(f"{f}: not a valid metrics file ({getattr(e, 'msg', 'not text')}{f' at line {e.lineno}' if hasattr(e, 'lineno') else ''}); "
+                             "move it away to run this run again") from None
+    if not (isinstance(m, dict) and isinstance(m.get('params'), dict) and ('status' in m or 'miou' in m)):
+        raise ParameterError(f"{f}: not a metrics file of the lab (it has no 'params' and 'status'), so this folder is not a run's: "
+                             "give the run another name or out_dir, or move the file away")
+    return m
+
+def _param_diff(old:dict, new:dict, template:str='experiment', ignore=_RUN_ONLY, shared:bool=False) -> str:
+    """How the parameters `new` differ from a finished run's `old` ('' when they are the same run): 'method classmix -> supervised'.
+    `ignore`: names not compared; `shared`: another template's parameters are compared where the run recorded them."""
+    short = lambda v: (s if len(s := str(v)) <= 40 else s[:37] + '...')
+    if template != 'experiment': keys, a, b = [k for k, v in new.items() if k not in ignore and (k in old or not shared) and old.get(k) != v], old, new
+    else:
+        canon = lambda d: {k: v for k, v in ExperimentParams.canonical(d).items() if k not in ignore}
+        try: a, b = canon(old), canon(new)
+        except ParameterError: return 'parameters of an older lab'   # whose parameters are no longer valid
+        keys = [k for k in a if a[k] != b.get(k)]
+    return ', '.join(f"{k} {short(a.get(k))} -> {short(b.get(k))}" for k in keys)
+
+# %% ../nbs/09_runner.ipynb #df963890
+def check_run_folder(run_dir:Path, # the run's folder
+                     params:dict, # its checked parameters
+                     template:str='experiment',
+                     force:bool=False) -> bool: # replace a finished run of other parameters
+    """Before anything runs: refuse a folder whose `metrics.json` is not the lab's, a finished run of other parameters
+    (unless `force`; how a run executes, `workers` or `log_every`, is no other parameter), and a `provenance.json` that
+    cannot be read (unless `force`). True when it holds a finished run."""
+    m = _lab_metrics(run_dir)
+    if m is not None and not force and (diff := _param_diff(m['params'], params, template, (*_RUN_ONLY, *_NOT_IN_NAME), shared=True)):
+        raise ParameterError(f"{run_dir}: a finished run of other parameters ({diff}); a finished run is never replaced without --force: "
+                             "give this run another --name (or out_dir), or add --force (force=True) to replace it")
+    if not force: _recorded_provenance(Path(run_dir))
+    return m is not None
 
 # %% ../nbs/09_runner.ipynb #39e7f1c1
 @contextlib.contextmanager
@@ -255,27 +369,98 @@ def lock_run_folders(folders):
                 f.seek(0); f.truncate(); f.write(str(os.getpid())); f.flush()
         yield
 
+# %% ../nbs/09_runner.ipynb #be94a7dc
+_KEPT = ('metrics.json', 'provenance.json', 'log.jsonl', 'model.pt', 'checkpoint.pt', 'labeled.txt', 'record.json')   # what an attempt rewrites
+
+def _aside_name(run_dir:Path) -> Path:
+    "A free name for a checkpoint set aside: checkpoint.previous.pt, else checkpoint.previous-2.pt, -3, ... (none is ever overwritten)."
+    return next(f for n in itertools.count(1) if not (f := run_dir/('checkpoint.previous.pt' if n == 1 else f'checkpoint.previous-{n}.pt')).exists())
+
+def _keep(run_dir:Path, aside:Path|None):
+    """Keep a finished run's files in `.kept/` while an attempt runs: hard links (copies where the file system has none),
+    so the attempt's atomic writes leave them whole; `restore_kept` puts them back, and needs no disk space to."""
+    d = run_dir/'.kept'
+    shutil.rmtree(d, ignore_errors=True)
+    have = [f for f in _KEPT if (run_dir/f).is_file()]
+    try:
+        d.mkdir()
+        for f in have:
+            try: os.link(run_dir/f, d/f)
+            except OSError: shutil.copy2(run_dir/f, d/f)
+        atomic_write(d/'kept.json', json.dumps(dict(files=have, aside=aside.name if aside else None)))   # written last: the keep is whole
+    except OSError as e:
+        shutil.rmtree(d, ignore_errors=True)
+        raise OSError(e.errno, f"cannot keep the finished run's files in {d} while it runs again ({e.strerror or e}); nothing was changed") from None
+
+def restore_kept(run_dir:Path) -> bool:
+    """Put back the finished run's files an attempt kept (`.kept/`), removing what the attempt wrote; True if there were
+    any. An attempt killed with its process leaves them: the next start of the run, or its sweep's driver, puts them back."""
+    d = Path(run_dir)/'.kept'
+    if not d.is_dir(): return False
+    try: info = json.loads((d/'kept.json').read_text())   # none: the attempt never started
+    except (OSError, ValueError): info = None
+    if info is not None:
+        for f in _KEPT:
+            if f in info['files']: os.replace(d/f, run_dir/f)   # a rename: no space needed on a full disk
+            elif (run_dir/f).is_file(): (run_dir/f).unlink()
+        if info.get('aside'): (run_dir/info['aside']).unlink(missing_ok=True)   # the checkpoint set aside is checkpoint.pt again
+        for t in run_dir.glob('.*.tmp'): t.unlink(missing_ok=True)   # partial files of the attempt
+    shutil.rmtree(d, ignore_errors=True)
+    return True
+
+# %% ../nbs/09_runner.ipynb #020467b4
+class RunInterrupted(KeyboardInterrupt):
+    "Ctrl-C stopped a run: the message is the one line to show; `record` (status 'interrupted') goes into the index when `indexed`."
+    def __init__(self, line:str, record:dict|None=None, indexed:bool=True):
+        super().__init__(line); self.record, self.indexed = record, indexed
+
+def _last_iteration(log:Path) -> int:
+    "The iteration of the last row of a run's `log.jsonl` (0 without one)."
+    rows = log.read_text(errors='replace').splitlines() if log.is_file() else []
+    for l in reversed(rows):
+        try: return int(json.loads(l)['iteration'])
+        except (ValueError, KeyError, TypeError): continue
+    return 0
+
+def _interrupted_line(run_dir:Path, kept:bool, force:bool=False) -> str:
+    "What an interrupted run left, in one line: where it stopped, the checkpoint it resumes from, what to do."
+    from classmix_lab.train import read_checkpoint
+    k, j = _last_iteration(run_dir/'log.jsonl'), None
+    if kept: return f"interrupted{f' at iteration {k}' if k else ''}; the finished run's files are kept as they were; run the same command to start this attempt again"
+    if (run_dir/'checkpoint.pt').is_file():
+        try: j = int(read_checkpoint(run_dir/'checkpoint.pt', mmap=True)['iteration'])
+        except (ParameterError, OSError, ValueError, TypeError): j = None
+    if j: return f"interrupted at iteration {max(k, j)}; the checkpoint at iteration {j} is kept; run the same command{' without --force' if force else ''} to resume"
+    if k: return f"interrupted at iteration {k}; no checkpoint was written yet (checkpoint_every=N writes one every N iterations); run the same command to start again"
+    return "interrupted before training began; run the same command to start again"
+
 # %% ../nbs/09_runner.ipynb #251233b2
 def run_one(sweep:str, # the sweep's name
             name:str, # the run's name
             template:str, # its template
             params:dict, # its checked papermill parameters, `out_dir` and the `compare_with` folders absolute
             reports_dir:Path, # the reports folder (of the index); the report goes to `reports_dir/<sweep>/<name>.html`
-            label:tuple=(None, None), # (its row label in the sweep's tables, the label of its baseline)
+            label:tuple=(None, None, None), # (its row label in the sweep's tables, the label of its baseline, the paper's figure for its row)
             force:bool=False, # run again from the start even when finished
             stream:bool=True, # print the notebook's output while it runs
             prior:str|None=None, # the status of its record in the index before the sweep started
             keep:bool=False, # a finished run's results are in its folder: kept if this attempt fails
             prefix:str='    ') -> tuple: # put before each line printed
     """Execute one planned run of a sweep: skipped when finished, else papermill, its report and its record. Returns
-    (record, indexed): `indexed` is False when a failed attempt leaves a finished run's record in the index as it is."""
+    (record, indexed): `indexed` is False when a failed attempt leaves a finished run's record in the index as it is.
+    Ctrl-C raises `RunInterrupted`, carrying the run's record (status 'interrupted')."""
     reports_dir = Path(reports_dir)
-    run_dir, report, failed_report = Path(params['out_dir']), reports_dir/sweep/f'{name}.html', reports_dir/sweep/f'{name}.failed.html'
+    run_dir, report = Path(params['out_dir']), reports_dir/sweep/f'{name}.html'
     run_dir.mkdir(parents=True, exist_ok=True)
     say = lambda msg: print(prefix + msg, flush=True)
+    if restore_kept(run_dir): say("an attempt killed before it finished had left the finished run's files aside: they are back")
     shown = {k: v for k, v in params.items() if k not in ('out_dir', 'compare_with')}
     t0, skipped = time.time(), False
-    prov, recorded = provenance(template, shown), _recorded_provenance(run_dir)
+    try: recorded = _recorded_provenance(run_dir)
+    except ParameterError:   # a damaged provenance.json: refused when the run was planned, unless forced to start over
+        if not force: raise
+        recorded = None
+    prov = provenance(template, shown)
     changed = recorded != prov
     # a report of an attempt that failed after writing its metrics (a figure's error) is not a finished run
     finished = report.is_file() and _same_params(run_dir, shown, template) and prior != 'failed'
@@ -285,24 +470,52 @@ def run_one(sweep:str, # the sweep's name
     else:
         if finished and changed and not force: say(f"finished, but {_provenance_diff(recorded, prov)}: runs again")
         restart = force or (changed and (finished or recorded is not None))   # a checkpoint of unknown provenance is resumed
-        if restart and (run_dir/'checkpoint.pt').is_file():   # resuming would keep what was trained before, from whatever it started from
-            (run_dir/'checkpoint.pt').replace(run_dir/'checkpoint.previous.pt')
-            say(f"{'force' if force else 'provenance'}: checkpoint.pt set aside as checkpoint.previous.pt; training starts over")
-        saved = {f: (run_dir/f).read_bytes() for f in ('metrics.json', 'provenance.json') if keep and (run_dir/f).is_file()}
-        atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
-        stem = Path(template).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
-        mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
-        m0 = mtime()
-        status, error = execute_notebook(template_path(template), params, attempt, stream=stream, cwd=run_dir, prefix=prefix)
-        if status == 'ok' and template == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
-        if status != 'ok' and keep:   # a finished run's results are replaced only by a run that finishes
-            for f, data in saved.items(): atomic_write(run_dir/f, data)
-            if attempt.is_file(): attempt.replace(run_dir/f'{stem}.failed.ipynb'); notebook_to_html(run_dir/f'{stem}.failed.ipynb', failed_report)
-            say(f"failed: {error}")
-            say(f"the finished run's report, notebook and record are kept; this attempt: {run_dir/f'{stem}.failed.ipynb'}")
-            return record_for(sweep, name, template, shown, status, error, run_dir, failed_report, reports_dir, time.time() - t0, *label), False
-        if attempt.is_file(): attempt.replace(nb); notebook_to_html(nb, report)
+        # resuming would keep what was trained before, from whatever it started from
+        aside = _aside_name(run_dir) if restart and (run_dir/'checkpoint.pt').is_file() else None
+        if keep: _keep(run_dir, aside)   # a finished run's files change only when this attempt finishes
+        try: return _attempt(sweep, name, template, params, shown, run_dir, reports_dir, label, force, stream, keep, aside, prov, say, t0, prefix)
+        except BaseException:   # (an attempt that finished has dropped what it kept: nothing is put back then)
+            if keep: restore_kept(run_dir)
+            raise
     rec = record_for(sweep, name, template, shown, status, error, run_dir, report, reports_dir, None if skipped else time.time() - t0, *label)
+    if rec['status'] == 'ok' and template == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
+    return rec, True
+
+# %% ../nbs/09_runner.ipynb #8387a4f7
+def _attempt(sweep, name, template, params, shown, run_dir, reports_dir, label, force, stream, keep, aside, prov, say, t0, prefix) -> tuple:
+    "`run_one`'s attempt at a run that is not skipped: set its checkpoint aside, execute the notebook, report; (record, indexed)."
+    report, failed_report = reports_dir/sweep/f'{name}.html', reports_dir/sweep/f'{name}.failed.html'
+    if aside is not None:
+        (run_dir/'checkpoint.pt').replace(aside)
+        say(f"{'force' if force else 'provenance'}: checkpoint.pt set aside as {aside.name}; training starts over")
+    atomic_write(run_dir/'provenance.json', json.dumps(prov, indent=1))
+    stem = Path(template).stem; nb, attempt = run_dir/f'{stem}.ipynb', run_dir/f'.{stem}.attempt.ipynb'
+    mtime = lambda: (run_dir/'metrics.json').stat().st_mtime_ns if (run_dir/'metrics.json').is_file() else None
+    m0 = mtime()
+    status, error = execute_notebook(template_path(template), params, attempt, stream=stream, cwd=run_dir, prefix=prefix)
+    if status == 'ok' and template == 'experiment' and mtime() in (None, m0): status, error = 'failed', 'the notebook finished without writing metrics.json'
+    if status == 'interrupted':   # one line: where it stopped, what is kept; the finished run's files go back
+        line = _interrupted_line(run_dir, keep, force)
+        if keep: restore_kept(run_dir)
+        raise RunInterrupted(line, record_for(sweep, name, template, shown, 'interrupted', line, run_dir, report, reports_dir, time.time() - t0, *label), not keep)
+    if status != 'ok' and keep:   # a finished run's results are replaced only by a run that finishes
+        restore_kept(run_dir)
+        failed_nb = run_dir/f'{stem}.failed.ipynb'
+        if attempt.is_file():
+            attempt.replace(failed_nb)
+            try: notebook_to_html(failed_nb, failed_report)
+            except Exception as e: say(f"no report of this attempt: {failed_nb} cannot be converted ({type(e).__name__}; a full disk cuts it short)")
+        say(f"failed: {error}")
+        say(f"the finished run's report, notebook and record are kept; this attempt: {failed_nb}")
+        return record_for(sweep, name, template, shown, status, error, run_dir, failed_report, reports_dir, time.time() - t0, *label), False
+    if keep: shutil.rmtree(run_dir/'.kept', ignore_errors=True)   # this attempt finished: its files are the run's
+    if attempt.is_file():
+        attempt.replace(nb)
+        try: notebook_to_html(nb, report)
+        except Exception as e:
+            if status == 'ok': raise
+            say(f"no report of this attempt: {nb} cannot be converted ({type(e).__name__}; a full disk cuts it short)")
+    rec = record_for(sweep, name, template, shown, status, error, run_dir, report, reports_dir, time.time() - t0, *label)
     if rec['status'] == 'ok' and template == 'experiment' and rec['miou'] is None: rec.update(status='failed', error='the notebook finished without writing metrics.json')
     return rec, True
 
@@ -370,7 +583,10 @@ def _run_local(jobs:list, sweep:str, done):
     for i, job in enumerate(jobs, 1):
         print(f"[{i}/{len(jobs)}] {sweep}/{job['name']}", flush=True)
         t0 = time.time()
-        done(*run_one(**job), time.time() - t0)
+        try: rec, indexed = run_one(**job)
+        except RunInterrupted as e:   # its record goes into the index; the sweep stops
+            done(e.record, e.indexed, time.time() - t0); raise
+        done(rec, indexed, time.time() - t0)
 
 def _prepare_ray(stack, s, plan:list, address, ray_options, run_options:dict) -> tuple:
     """Attach to (or start) Ray, shut down at the end of `stack` if this call started it, and size each run's task:
@@ -391,7 +607,7 @@ def _run_ray(ray, jobs:list, sweep:str, done, opts:dict, reports_dir:Path):
     names = {j['name'] for j in jobs}
     needs = {j['name']: {c for c in j.pop('needs') if c in names and c != j['name']} for j in jobs}
     remote = ray.remote(run_one)
-    waiting, running, ended, t0, kept = list(jobs), {}, set(), {}, {}
+    waiting, running, ended, t0 = list(jobs), {}, set(), {}
     try:
         while waiting or running:
             ready = [j for j in waiting if needs[j['name']] <= ended] or ([] if running else waiting)   # a cycle of comparisons: run them anyway
@@ -399,8 +615,6 @@ def _run_ray(ray, jobs:list, sweep:str, done, opts:dict, reports_dir:Path):
                 waiting.remove(job); n = job['name']
                 res = ', '.join(f"{k}={opts[n][k]}" for k in ('num_gpus', 'num_cpus') if k in opts[n])
                 print(f"[{len(jobs) - len(waiting)}/{len(jobs)}] {sweep}/{n}: submitted to Ray ({res})", flush=True)
-                prov = Path(job['params']['out_dir'])/'provenance.json'
-                if job['keep'] and prov.is_file(): kept[n] = prov.read_bytes()   # a finished run's, put back if its task dies
                 running[remote.options(**opts[n]).remote(**dict(job, prefix=f'    {n}: '))] = job; t0[n] = time.time()
             (ref,), _ = ray.wait(list(running), num_returns=1)
             job = running.pop(ref); n = job['name']; ended.add(n)
@@ -410,13 +624,17 @@ def _run_ray(ray, jobs:list, sweep:str, done, opts:dict, reports_dir:Path):
                 shown = {k: v for k, v in p.items() if k not in ('out_dir', 'compare_with')}
                 rec = record_for(sweep, n, job['template'], shown, 'failed', _task_error(e), Path(p['out_dir']), reports_dir/sweep/f'{n}.html',
                                  reports_dir, time.time() - t0[n], *job['label'])
-                indexed = not job['keep']   # a finished run keeps its record, and the provenance its results rest on
-                if n in kept: atomic_write(Path(p['out_dir'])/'provenance.json', kept[n])
+                indexed = not job['keep']   # a finished run keeps its record, and the files its results are (kept aside by its task)
+                restore_kept(Path(p['out_dir']))
                 if not indexed: print(f"    {sweep}/{n} failed: {rec['error']}; the finished run's report and record are kept", flush=True)
             done(rec, indexed, time.time() - t0[n], f"{sweep}/{n} ")
     except BaseException:   # interrupted: the runs still going are stopped (they resume from their checkpoints)
         for ref in running: ray.cancel(ref, force=True)
         raise
+
+def _write_record(run_dir, rec:dict):
+    "A run's index record, written into its folder as `record.json` (what `index --rebuild` remakes the index from)."
+    atomic_write(Path(run_dir)/'record.json', json.dumps(rec, indent=1))
 
 def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               runs:list, # one dict per run: papermill parameters, plus optional 'run' (its name), 'template' and 'ray_options'
@@ -428,6 +646,9 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
               address:str|None=None, # engine='ray': the cluster ('auto', 'ray://head:10001'); None: `RAY_ADDRESS`'s or a local Ray
               ray_options:dict|None=None) -> list: # engine='ray': task options for every run, e.g. {'num_gpus': 0.5}
     "Execute the runs of a sweep with papermill, report each, and keep the index up to date; returns their records."
+    if not isinstance(runs, (list, tuple)) or not all(isinstance(r, dict) for r in runs):
+        shown = repr(runs) if len(repr(runs)) <= 60 else repr(runs)[:57] + '...'
+        raise ParameterError(f"runs={shown} must be a list of dicts, one per run, e.g. [dict(method='classmix', labeled='12')] (expand_grid makes one)")
     check_choice('engine', engine, ENGINES)
     if engine == 'ray': _import_ray()
     elif address is not None or ray_options is not None: raise ParameterError(f"{'address' if address is not None else 'ray_options'} needs engine='ray' (engine={engine!r})")
@@ -435,14 +656,17 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
     check_name('sweep', sweep)
     _absolute_env()
     runs_dir, reports_dir = ensure_dir(Path(s.runs_dir)/sweep, 'runs_dir'), ensure_dir(Path(s.reports_dir)/sweep, 'reports_dir')
-    plan, labels, run_options = [], {}, {}   # labels: run -> (row label in the sweep's tables, the label of its baseline)
+    _check_inside(runs_dir, s.runs_dir, 'runs'); _check_inside(reports_dir, s.reports_dir, 'reports')
+    plan, labels, run_options, holds = [], {}, {}, {}   # labels: run -> (row label in the sweep's tables, the label of its baseline, the paper's figure)
     for r in runs:
         r = dict(r); given, tpl, ropts = r.pop('run', None), r.pop('template', template), r.pop('ray_options', None)
-        label = (r.pop('label', None), r.pop('baseline', None))
+        label = (r.pop('label', None), r.pop('baseline', None), r.pop('paper', None))
         name = check_name('run', given if given is not None else default_run_name(r, tpl))
         labels[name], run_options[name] = label, ropts
+        if not r.get('out_dir'): _check_inside(runs_dir/name, s.runs_dir, 'runs')   # (an out_dir given is where the user wants it)
         r['out_dir'] = str(ensure_dir(Path(str(r['out_dir'])).expanduser().resolve(), 'out_dir') if r.get('out_dir') else runs_dir/name)
         r = check_params(tpl, r)
+        holds[name] = check_run_folder(Path(r['out_dir']), r, tpl, force)   # it holds a finished run (of these parameters, or forced)
         if not force and not ((reports_dir/f'{name}.html').is_file() and _same_params(Path(r['out_dir']), r, tpl)): check_checkpoint(Path(r['out_dir']))
         plan.append((name, tpl, r))
     names = [n for n, _, _ in plan]
@@ -454,22 +678,26 @@ def run_sweep(sweep:str, # sweep name (a folder under runs/ and reports/)
         records, t_sweep = {}, time.time()
         before = {r['run']: r for r in read_index(Path(s.reports_dir)) if r.get('sweep') == sweep}
         had_ok = lambda n, p: (reports_dir/f'{n}.html').is_file() and (before.get(n, {}).get('status') == 'ok' or (Path(p['out_dir'])/'metrics.json').is_file())
-        update_index(Path(s.reports_dir), [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
-                                                      reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
-                                           if not had_ok(n, p)])   # a finished run keeps its record until another run of it finishes
+        pending = [record_for(sweep, n, t, {k: v for k, v in p.items() if k != 'out_dir'}, 'pending', None, Path(p['out_dir']),
+                              reports_dir/f'{n}.html', Path(s.reports_dir), None, *labels[n]) for n, t, p in plan
+                   if not had_ok(n, p)]   # a finished run keeps its record until another run of it finishes
+        update_index(Path(s.reports_dir), pending)
+        for r in pending:
+            if not holds[r['run']]: _write_record(dirs[r['run']], r)   # (a folder holding a finished run keeps its record)
         jobs = []
         for name, tpl, params in plan:
             needs = list(params.get('compare_with', []))
             # a name is a run of this call or a finished run of the sweep's folder (a sweep resumed with some of its runs)
             params['compare_with'] = [dirs.get(c) or (str(runs_dir/c) if (runs_dir/c/'metrics.json').is_file() else c) for c in needs]
             jobs.append(dict(sweep=sweep, name=name, template=tpl, params=params, reports_dir=Path(s.reports_dir), label=labels[name], force=force,
-                             stream=stream, prior=before.get(name, {}).get('status'), keep=had_ok(name, params), **({'needs': needs} if engine == 'ray' else {})))
+                             stream=stream, prior=before.get(name, {}).get('status'), keep=had_ok(name, params) or holds[name], **({'needs': needs} if engine == 'ray' else {})))
         def done(rec, indexed, seconds, who=''):   # the one place records go into the index
             records[rec['run']] = rec
             if not indexed: return
             update_index(Path(s.reports_dir), [rec])
+            _write_record(dirs[rec['run']], rec)   # the run's folder records it too (`index --rebuild` reads it)
             summary = f"mIoU {rec['miou']:.1f}" if rec.get('miou') is not None else (rec['error'] or rec['status'])
-            print(f"    {who}{rec['status']}: {summary} ({seconds:.0f} s)", flush=True)
+            if rec['status'] != 'interrupted': print(f"    {who}{rec['status']}: {summary} ({seconds:.0f} s)", flush=True)
         if engine == 'ray': _run_ray(ray, jobs, sweep, done, opts, Path(s.reports_dir))
         else: _run_local(jobs, sweep, done)
         records = [records[n] for n in names if n in records]

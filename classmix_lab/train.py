@@ -13,7 +13,7 @@ from typing import Callable
 import torch, torch.nn as nn, torch.nn.functional as F
 from fastcore.basics import patch
 from .config import ParameterError, check_choice, atomic_write, IGNORE_INDEX
-from .masks import MASKS, ERASING, make_masks, paste_onto_next, mix, erase, mixup_lambdas, mixup, box_owners
+from .masks import MASKS, ERASING, full_precision, make_masks, paste_onto_next, mix, erase, mixup_lambdas, mixup, box_owners
 from .augment import (strong_augment, random_affine, affine_grid, warp, valid_mask, photometric, tps_grid,
                                   phtps_photometric)
 from .model import param_groups, batchnorms
@@ -21,15 +21,16 @@ from .distributed import rank_info, rank_seed, mean_over_ranks_, nan_mean_over_r
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'AUTOCAST', 'RESUME_FREE', 'WEIGHTINGS', 'UNSUP_LOSSES', 'PRESETS',
-           'PHTPS_VARIANTS', 'TEACHERS', 'METHODS', 'BASE_STATS', 'ESTIMATE_STEPS', 'TrainConfig', 'check_compiler',
-           'tensorboard_writer_class', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss', 'RunInfo', 'Output',
-           'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig', 'Consistency', 'parse_range',
-           'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig',
-           'StructuredConsistency', 'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig',
-           'AugmentConsistency', 'masked_kl', 'PhTPSConfig', 'PhTPSConsistency', 'mlp_head', 'ClassAttention',
-           'ContrastiveHeads', 'pixel_vectors', 'l1_weights', 'class_contrastive_loss', 'bank_candidates', 'push_fifo',
-           'ContrastiveConfig', 'ContrastiveMemoryBank', 'MethodSpec', 'register_method', 'method_settings',
-           'make_method', 'Trainer']
+           'PHTPS_VARIANTS', 'TEACHERS', 'METHODS', 'BASE_STATS', 'CHECKPOINT_KEYS', 'ESTIMATE_STEPS', 'TrainConfig',
+           'check_compiler', 'tensorboard_writer_class', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss',
+           'RunInfo', 'Output', 'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig',
+           'Consistency', 'parse_range', 'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix',
+           'pair_similarity_loss', 'StructuredConfig', 'StructuredConsistency', 'FrenchConfig', 'ICTConfig',
+           'InterpolationConsistency', 'AugmentConfig', 'AugmentConsistency', 'masked_kl', 'PhTPSConfig',
+           'PhTPSConsistency', 'mlp_head', 'ClassAttention', 'ContrastiveHeads', 'pixel_vectors', 'l1_weights',
+           'class_contrastive_loss', 'bank_candidates', 'push_fifo', 'ContrastiveConfig', 'ContrastiveMemoryBank',
+           'MethodSpec', 'register_method', 'method_settings', 'make_method', 'Trainer', 'read_checkpoint',
+           'RunDiverged']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 OPTIMIZERS = ('sgd', 'adam')
@@ -60,6 +61,11 @@ class TrainConfig:
     tensorboard: bool = False  # TensorBoard scalars of the logged statistics, in a `tensorboard` folder beside the log file
 
     def __post_init__(self):
+        for k in ('lr', 'momentum', 'weight_decay', 'poly_power', 'classifier_lr_mult', 'ema_alpha'):
+            v = getattr(self, k)
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v): raise ParameterError(f"{k}={v} must be a finite number")
+        if self.lr*self.classifier_lr_mult >= torch.finfo(torch.float32).max:   # the classifier's rate, applied in float32
+            raise ParameterError(f"lr={self.lr} is too large: the classifier's rate (x{self.classifier_lr_mult:g}) overflows float32")
         if self.label_relax < 1 or self.label_relax % 2 == 0: raise ParameterError(f"label_relax={self.label_relax} must be an odd window size >= 1 (1: plain cross-entropy)")
         for k in ('iterations', 'log_every', 'checkpoint_every'):
             if int(getattr(self, k)) < 0: raise ParameterError(f"{k}={getattr(self, k)} must be >= 0")
@@ -397,20 +403,23 @@ def aligned(self:Consistency, prob:torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/06_train.ipynb #502d3986
 def parse_range(name:str, text) -> tuple|None:
-    "'auto' -> None; 'lo,hi' (or 'lo:hi', or a number) -> (lo, hi) with 0 < lo <= hi."
+    """'auto' -> None; 'lo:hi' (or a number) -> (lo, hi) with 0 < lo <= hi. One syntax, `lo:hi`: a comma separates the
+    runs of a sweep (`classmix-lab sweep ... sigma=8:32,4:16` is two runs), so it never writes a range."""
     s = str(text).strip().lower()
     if s == 'auto': return None
-    try: vals = [float(v) for v in s.replace(':', ',').split(',')]
+    try: vals = [float(v) for v in s.split(':')]
     except ValueError: vals = []
     if len(vals) == 1: vals = vals*2
-    if len(vals) != 2 or not 0 < vals[0] <= vals[1]: raise ParameterError(f"{name}={text!r} must be 'auto' or 'lo,hi' with 0 < lo <= hi")
+    if len(vals) != 2 or not 0 < vals[0] <= vals[1]:
+        raise ParameterError(f"{name}={text!r} must be 'auto', a number or 'lo:hi' with 0 < lo <= hi"
+                             + (" (a range is lo:hi; a comma separates a sweep's runs)" if ',' in s else ''))
     return tuple(vals)
 
 @dataclass
 class MixConfig(ConsistencyConfig):
     mask: str = 'classmix'  # how the mask is made: a key of `classmix_lab.masks.MASKS`
     p: float = 0.  # mask proportion (ClassMix: of the present classes; CutMix/CowMix: of the pixels); 0: the kind's default
-    sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo,hi' in pixels; 'auto': (8, 32) scaled by image height / 512
+    sigma: str = 'auto'  # CowMix/CowOut smoothing range 'lo:hi' in pixels; 'auto': (8, 32) scaled by image height / 512
 
     def __post_init__(self):
         super().__post_init__()
@@ -572,10 +581,10 @@ class InterpolationConsistency(Consistency):
 class AugmentConfig(FrenchConfig):
     flip: float = 0.5  # probability of a horizontal flip
     translate: float = 0.05  # translation, a fraction of the image size on each axis
-    scale: str = '0.5,1.5'  # 'lo,hi' isotropic scale range
+    scale: str = '0.5:1.5'  # 'lo:hi' isotropic scale range
     rotate: float = 0.  # rotation range, degrees either way
     brightness: float = 0.1  # additive brightness range, either way
-    contrast: str = '0.8,1.25'  # 'lo,hi' contrast factor range
+    contrast: str = '0.8:1.25'  # 'lo:hi' contrast factor range
 
     def __post_init__(self):
         super().__post_init__()
@@ -620,9 +629,9 @@ class PhTPSConfig:
     tps_sigma: float = 0.1  # std of the control points' displacements, a fraction of the image size
     tps_points: int = 2  # control points per row and column
     brightness: float = 0.25  # added to V, either way
-    saturation: str = '0.25,2'  # S factor range
+    saturation: str = '0.25:2'  # S factor range
     hue: float = 0.1  # added to H, in turns, either way
-    value: str = '0.25,2'  # V factor range
+    value: str = '0.25:2'  # V factor range
     permute: bool = True  # random order of the RGB channels
 
     def __post_init__(self):
@@ -720,13 +729,14 @@ def l1_weights(s:torch.Tensor) -> torch.Tensor:
     "Eq. 8: attention scores L1-normalised to mean 1 within their class."
     return s*(len(s)/s.sum().clamp_min(1e-12))
 
+@full_precision
 def class_contrastive_loss(p:torch.Tensor, # (N, D) student prediction vectors
                            y:torch.Tensor, # (N,) their classes
                            bank:torch.Tensor, # (C, psi, D) memory bank
                            fill:list, # entries held per class
                            attend_pred=None, attend_proj=None) -> tuple: # class attention modules (None: weights 1)
     "Eqs. 8-11: the mean over classes of the weighted mean of 1 - cos(p, z) over same-class pairs; and the attention scores used."
-    losses, scores = [], []
+    p, losses, scores = p.float(), [], []   # a loss: in fp32 inside a bf16/fp16 step, as the others
     for c, n_z in enumerate(fill):
         pc = p[y == c]
         if len(pc) < 2 or n_z < 2: continue
@@ -741,13 +751,14 @@ def class_contrastive_loss(p:torch.Tensor, # (N, D) student prediction vectors
 
 # %% ../nbs/06_train.ipynb #d4f3a6b8
 @torch.no_grad()
+@full_precision
 def bank_candidates(z:torch.Tensor, # (N, D) teacher projections of labeled pixels
                     y:torch.Tensor, # (N,) their labels
                     img:torch.Tensor, # (N,) their image in the batch
                     pred:torch.Tensor, conf:torch.Tensor, # (N,) the teacher's class and confidence there
                     c:int, k:int, phi:float, score=None) -> torch.Tensor:
     "The vectors of class `c` that pass the feature quality filter, the top `k` per image by `score(c, z)` (highest first)."
-    keep = (y == c) & (pred == c) & (conf > phi)
+    z, keep = z.float(), (y == c) & (pred == c) & (conf > phi)   # scored and ordered in fp32 inside a bf16/fp16 step
     zc, ic = z[keep], img[keep]
     if len(zc) == 0: return zc
     s = score(c, zc) if score is not None and len(zc) > 1 else zc.new_zeros(len(zc))
@@ -926,8 +937,10 @@ def _coerce(name:str, value, default):
     if kind in (int, float):
         if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
             raise ParameterError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}")
-        try: return kind(value) if kind is float or not isinstance(value, str) else int(value)
+        try: v = kind(value) if kind is float or not isinstance(value, str) else int(value)
         except (TypeError, ValueError): raise ParameterError(f"{name}={value!r} must be {'an integer' if kind is int else 'a number'}") from None
+        if not math.isfinite(v): raise ParameterError(f"{name}={value!r} must be a finite number")   # inf, nan: a run that cannot converge
+        return v
     return str(value)
 
 def method_settings(name:str) -> dict:
@@ -1102,7 +1115,7 @@ def save_checkpoint(self:Trainer):
 def load_checkpoint(self:Trainer) -> bool:
     "Restore the training state from `self.checkpoint`; False if there is none."
     if not (self.checkpoint and self.checkpoint.is_file()): return False
-    st = torch.load(self.checkpoint, map_location=self.device, weights_only=True)
+    st = read_checkpoint(self.checkpoint, map_location=self.device)
     config = {**{f.name: f.default for f in fields(TrainConfig)}, **st['config']}   # a checkpoint from before a setting existed has its default
     free = lambda c: {k: v for k, v in c.items() if k not in RESUME_FREE}
     if free(config) != free(asdict(self.cfg)) or st['method'] != _method_record(self.method):
@@ -1125,6 +1138,57 @@ def load_checkpoint(self:Trainer) -> bool:
     self._reduced = self.iteration
     return True
 
+# %% ../nbs/06_train.ipynb #b1970099
+CHECKPOINT_KEYS = ('iteration', 'student', 'teacher', 'config', 'method', 'optimizer', 'stats', 'history')
+
+def read_checkpoint(path, # a trainer's checkpoint.pt
+                    map_location='cpu', # where its tensors go
+                    mmap:bool=False) -> dict: # map the tensors, do not read them (a quick look: its iteration, its settings)
+    """The training state a `Trainer` saved; a `ParameterError` naming the file when it is not one (damaged, another
+    kind of weights file, Python objects), saying what it should hold and what to do."""
+    from .model import _torch_load
+    path, todo = Path(path), "move it away (or delete it) to train this run from the start"
+    try: st = torch.load(path, map_location=map_location, weights_only=True, **({'mmap': True} if mmap else {}))
+    except Exception:
+        try: st = _torch_load(path, mmap=mmap)   # the same read, for its one line naming the file (never torch's advice); or an older format
+        except ParameterError as e: raise ParameterError(f"{e}; it should hold a run's training state: {todo}") from None
+    missing = [k for k in CHECKPOINT_KEYS if k not in st] if isinstance(st, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise ParameterError(f"{path}: not a training checkpoint of the lab (it has no {', '.join(map(repr, missing))}: a model's weights?); "
+                             f"it should hold a run's training state (weights, optimiser, iteration, settings): {todo}")
+    return st
+
+# %% ../nbs/06_train.ipynb #9341edeb
+class RunDiverged(RuntimeError):
+    "Training stopped: a loss, or the weights, stopped being finite numbers."
+
+def _json_row(row:dict) -> str:
+    "A log row as one line of JSON (NaN and infinity, which JSON has not, as null)."
+    return json.dumps({k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}) + '\n'
+
+def _last_losses(self, upto:int, n:int=3) -> str:
+    "The last `n` finite losses of the steps up to `upto`, with their iterations."
+    loss = self.stats[:upto, self.stat_names.index('loss')].cpu()
+    ok = torch.isfinite(loss).nonzero().flatten()[-n:].tolist()
+    return ('the last finite losses: ' + ', '.join(f"{float(loss[i]):.4g} (iteration {i + 1})" for i in ok)) if ok else 'no finite loss before it'
+
+@patch
+def _check_finite(self:Trainer, k:int, weights:bool=False):
+    "Raise `RunDiverged` when the loss of a step up to `k` (with `weights`: a weight of the student or teacher) is not finite."
+    lo, advice = self._finite_upto, 'the run diverged: lower lr (or the loss weights of the method)'
+    if k > lo:
+        _reduce_stats(self, k)   # the ranks' averages: every rank decides alike
+        new = self.stats[lo:k, self.stat_names.index('loss')].cpu()
+        bad = (~torch.isfinite(new)).nonzero().flatten()
+        if len(bad):
+            i = lo + int(bad[0]) + 1
+            raise RunDiverged(f"the loss is not finite at iteration {i} ({float(new[int(bad[0])])}); {_last_losses(self, i - 1)}; {advice}")
+        self._finite_upto = k
+    if weights:
+        nets = [t for net in (self.model, self.teacher) for t in net.state_dict().values() if t.is_floating_point()]
+        if nets and not bool(torch.stack([torch.isfinite(t).all() for t in nets]).all()):
+            raise RunDiverged(f"the weights are not finite after iteration {k} ({_last_losses(self, k)}); {advice}")
+
 # %% ../nbs/06_train.ipynb #c0f9a8d8
 def _reduce_stats(self:Trainer, k:int):
     "Data-parallel: the statistics of the steps up to `k` not yet averaged over the ranks are replaced by their averages."
@@ -1139,7 +1203,8 @@ def _log_row(self:Trainer, k:int) -> dict:
     block = self.stats[lo:k].cpu()
     row = dict(iteration=k, seconds=round(self.seconds, 2))
     for i, s in enumerate(self.stat_names):
-        v = block[:, i]; v = v[~v.isnan()]
+        v = block[:, i]
+        if s not in ('loss', 'loss_l'): v = v[~v.isnan()]   # NaN: a statistic the step did not record; a NaN loss is kept (written null)
         if len(v): row[s] = float(v.mean())
     self.history.append(row)
     return row
@@ -1174,14 +1239,16 @@ def _fmt_estimate(e:dict) -> str:
     return (f"measured: {e['ms_per_iteration']:.0f} ms/iteration ({e['precision']}), peak memory {e['peak_memory_mb']:.0f} MB ({e['memory']}); "
             f"expected {e['expected_total_s']/60:.1f} min in all, {e['expected_remaining_s']/60:.1f} min from now")
 
+# %% ../nbs/06_train.ipynb #0acffa02
 @patch
 def fit(self:Trainer):
-    "Train until `config.iterations` (resuming from the checkpoint if there is one); returns the history."
+    """Train until `config.iterations` (resuming from the checkpoint if there is one); returns the history. A loss or
+    weights that are not finite stop it with `RunDiverged`, before a checkpoint of them is written."""
     K, cfg = self.cfg.iterations, self.cfg
     if self._resumed is None: self._resumed = self.load_checkpoint()
     if self._resumed and self.progress: print(f"resumed from {self.checkpoint} at iteration {self.iteration}", flush=True)
     if self.log_file:  # start from the rows the (restored) history has: a killed run may have logged past its checkpoint
-        atomic_write(self.log_file, ''.join(json.dumps(r) + '\n' for r in self.history))
+        atomic_write(self.log_file, ''.join(_json_row(r) for r in self.history))
     bar = None
     if self.progress == 'bar':
         from tqdm.auto import tqdm
@@ -1191,23 +1258,32 @@ def fit(self:Trainer):
         self._bn_buffers = [b for m in batchnorms(self.model) + batchnorms(self.method) if m.training and not isinstance(m, nn.SyncBatchNorm)
                             for b in (m.running_mean, m.running_var) if b is not None]   # averaged after each step
     t0, start, t_warm = time.perf_counter() - self.seconds, self.iteration, None
-    while self.iteration < K:
-        self.step(self.iteration)
-        self.iteration += 1
-        k = self.iteration
-        self.seconds = time.perf_counter() - t0
-        if self.estimate is None and k == start + 1: t_warm = _synced_time(self.device)   # the first step (allocation, warm-up) is not timed
-        elif self.estimate is None and t_warm is not None and k == min(K, start + 1 + ESTIMATE_STEPS):
-            self.estimate = _estimate(self, (_synced_time(self.device) - t_warm)/(k - start - 1), k, k - start - 1)
-            if self.progress: print(_fmt_estimate(self.estimate), flush=True)
-        if k % cfg.log_every == 0 or k == K:
-            row = _log_row(self, k)
-            if self.log_file:
-                with open(self.log_file, 'a') as fh: fh.write(json.dumps(row) + '\n')
-            if bar is not None: bar.update(k - bar.n); bar.set_postfix_str(_fmt(row, K).split(' | ', 1)[1])
-            elif self.progress == 'log': print(_fmt(row, K), flush=True)
-            self.log_scalars({f'train/{s}': row[s] for s in self.stat_names if s in row}, k)
-        if self.checkpoint and ((cfg.checkpoint_every and k % cfg.checkpoint_every == 0) or k == K): self.save_checkpoint()
+    self._finite_upto = self.iteration   # steps whose losses were found finite
+    try:
+        while self.iteration < K:
+            self.step(self.iteration)
+            self.iteration += 1
+            k = self.iteration
+            self.seconds = time.perf_counter() - t0
+            if self.estimate is None and k == start + 1: t_warm = _synced_time(self.device)   # the first step (allocation, warm-up) is not timed
+            elif self.estimate is None and t_warm is not None and k == min(K, start + 1 + ESTIMATE_STEPS):
+                self.estimate = _estimate(self, (_synced_time(self.device) - t_warm)/(k - start - 1), k, k - start - 1)
+                if self.progress: print(_fmt_estimate(self.estimate), flush=True)
+            if k % cfg.log_every == 0 or k == K:
+                row = _log_row(self, k)
+                if self.log_file:
+                    with open(self.log_file, 'a') as fh: fh.write(_json_row(row))
+                if bar is not None: bar.update(k - bar.n); bar.set_postfix_str(_fmt(row, K).split(' | ', 1)[1])
+                elif self.progress == 'log': print(_fmt(row, K), flush=True)
+                self.log_scalars({f'train/{s}': row[s] for s in self.stat_names if s in row}, k)
+                self._check_finite(k)
+            if self.checkpoint and ((cfg.checkpoint_every and k % cfg.checkpoint_every == 0) or k == K):
+                self._check_finite(k, weights=True); self.save_checkpoint()
+    except KeyboardInterrupt:   # the steps since the last row are logged: the log says where the run stopped
+        if self.rank is None and self.log_file and self.iteration > (self.history[-1]['iteration'] if self.history else 0):
+            with open(self.log_file, 'a') as fh: fh.write(_json_row(_log_row(self, self.iteration)))
+        raise
+    if self.iteration > start and not self.checkpoint: self._check_finite(self.iteration, weights=True)
     if bar is not None: bar.close()
     return self.history
 

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from fastcore.basics import patch
 from .config import IGNORE_INDEX, ParameterError, check_choice, resolve_device
 from .data import DatasetError
-from .datasets import DATASETS, get_dataset
+from .datasets import DATASETS, FOLDER_PREFIX, dataset_class, get_dataset
 from .masks import MASKS, ERASING, make_masks, mask_params, check_mask_params, mix, erase, mixup, mixup_lambdas, box_owners
 from .augment import tps_grid, phtps_photometric, warp, valid_mask
 from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
@@ -33,7 +33,8 @@ def _state_fits(model, state:dict) -> bool:
 def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dict file, or a name in `PRETRAINED`
                  num_classes:int, # classes of the dataset it is used on
                  model:str|None=None, # a name in `MODELS`; default: read from the run or found from the weights
-                 device='cpu') -> tuple:
+                 device='cpu',
+                 classes=None) -> tuple: # the dataset's class names: weights that record other ones are refused
     "(network in eval mode on `device`, a line saying what was loaded)."
     from classmix_lab.experiment import PRETRAINED, pretrained_path
     if isinstance(checkpoint, str) and checkpoint in PRETRAINED:
@@ -41,6 +42,8 @@ def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dic
         if not path.is_file(): raise ParameterError(f"checkpoint={checkpoint!r}: its weights file {path} is missing; make it with nbs/experiments/pretrain.ipynb")
         checkpoint = path
     ck = load_checkpoint_file(checkpoint, teacher=True, name='checkpoint')
+    if classes is not None and ck['classes'] and tuple(ck['classes']) != tuple(classes):   # the same count is not the same classes
+        raise ParameterError(f"checkpoint={str(checkpoint)!r} was trained on the classes {', '.join(ck['classes'])}; the dataset's are {', '.join(classes)}")
     model = model or ck['model']
     names = [check_choice('model', model, list(MODELS))] if model else list(MODELS)
     for name in names:
@@ -163,18 +166,25 @@ def _default_sigma(height:int) -> tuple:
 
 class MaskExplorer:
     "An ipywidgets explorer of masks on two samples of a dataset (display it, or use `.widget`)."
-    def __init__(self, datasets=None, # dataset names (default: every registered dataset)
+    def __init__(self, datasets=None, # a dataset name or a list of them, a folder dataset by its path ('folder:/data/mine'); default: every registered dataset
                  checkpoint=None, # a run folder, model.pt / checkpoint.pt, a state dict file or a name in `PRETRAINED`
                  dataset_kwargs:dict|None=None, # per dataset, keyword arguments of `get_dataset` (e.g. a SynthStreets size)
                  model:str|None=None, # the checkpoint's model, when it cannot be read or found
                  device='cpu', split:str='train', kind:str='classmix', index_a:int=0, index_b:int|None=None, seed:int=0): # index_b default: the middle of the split
         import ipywidgets as W
-        self.names = [check_choice('dataset', d, list(DATASETS)) for d in (datasets or list(DATASETS))]
-        self.dataset_kwargs, self.checkpoint, self.model_name = dict(dataset_kwargs or {}), checkpoint, model
+        if isinstance(datasets, str): datasets = [datasets]   # one dataset
+        if datasets is not None and not (isinstance(datasets, (list, tuple)) and all(isinstance(d, str) for d in datasets)):
+            raise ParameterError(f"datasets={datasets!r} must be a dataset name or a list of them")
+        given = list(datasets or DATASETS)   # a folder dataset is named by its absolute path; the menu shows that path
+        self.names = [dataset_class(d).name if d.startswith(FOLDER_PREFIX) else check_choice('dataset', d, list(DATASETS)) for d in given]
+        kw = dict(dataset_kwargs or {})
+        self.dataset_kwargs = {n: kw.get(n, kw.get(d, {})) for n, d in zip(self.names, given)}
+        self.checkpoint, self.model_name = checkpoint, model
         self.device, self._data, self._teachers, self.example = resolve_device(device), {}, {}, None
         check_choice('kind', kind, KINDS)
         lay = lambda: W.Layout(width='330px'); st = dict(description_width='90px')     # one Layout each: they are shown and hidden apart
-        self.dataset = W.Dropdown(options=self.names, value=self.names[0], description='dataset', layout=lay(), style=st)
+        label = lambda n: n[len(FOLDER_PREFIX):] if n.startswith(FOLDER_PREFIX) else n
+        self.dataset = W.Dropdown(options=[(label(n), n) for n in self.names], value=self.names[0], description='dataset', layout=lay(), style=st)
         self.split = W.Dropdown(options=['train', 'val'], value=split, description='split', layout=lay(), style=st)
         first = len(self._dataset_named(self.names[0], split))
         if index_b is None: index_b = first//2          # far from A: neighbouring video frames look alike
@@ -231,9 +241,9 @@ def _dataset(self:MaskExplorer):
 def _teacher(self:MaskExplorer, ds):
     "The checkpoint's network for `ds`'s classes (None without a checkpoint); a ParameterError if it does not fit."
     if self.checkpoint is None: return None
-    C = ds.num_classes
+    C = tuple(ds.classes)
     if C not in self._teachers:
-        try: self._teachers[C] = load_teacher(self.checkpoint, C, self.model_name, self.device)
+        try: self._teachers[C] = load_teacher(self.checkpoint, len(C), self.model_name, self.device, classes=C)
         except ParameterError as e: self._teachers[C] = e
     t = self._teachers[C]
     if isinstance(t, ParameterError): raise t
@@ -315,7 +325,7 @@ def update(self:MaskExplorer, *_):
             pasted = [ds.classes[c] for c in src.cpu()[m].unique().tolist() if c < ds.num_classes]
             what += f" &middot; classes of A pasted: {html.escape(', '.join(pasted)) or 'none'}"
         if loaded: what += f" &middot; teacher: {html.escape(loaded)}"
-        self.status.value = f"<span style='font-size:12px'>{ds.name} {ds.split} {self.index_a.value} onto {self.index_b.value} &middot; {k} &middot; {what}</span>"
+        self.status.value = f"<span style='font-size:12px'>{html.escape(ds.name)} {html.escape(ds.split)} {self.index_a.value} onto {self.index_b.value} &middot; {k} &middot; {what}</span>"
     except (ParameterError, DatasetError) as e:           # a bad setting, a dataset that cannot be read
         self.status.value = _error_html(e)
 

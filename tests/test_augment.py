@@ -8,7 +8,7 @@ from classmix_lab.augment import (colour_jitter, gaussian_blur, strong_augment, 
                                   random_affine, photometric, control_points, tps_fit, tps_eval, tps_grid,
                                   rgb_to_hsv, hsv_to_rgb, phtps_photometric)
 
-DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+DEVICES = ['cpu'] + ([pytest.param('cuda', marks=pytest.mark.cuda)] if torch.cuda.is_available() else [])
 
 
 def gen(device, seed=0): return torch.Generator(device=device).manual_seed(seed)
@@ -216,12 +216,14 @@ def test_random_ops_per_sample_reproducible_and_batch_of_one(device, name):
     assert one.shape[0] == 1 and torch.isfinite(one).all()
 
 
+@pytest.mark.cuda
 def test_generator_on_another_device_is_an_error():
     if not torch.cuda.is_available(): pytest.skip('needs a second device type')
     with pytest.raises(ParameterError, match='generator is on'):
         random_affine(2, torch.Generator(), 'cuda')
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='host synchronisation is a CUDA matter')
 def test_no_host_synchronisation_on_cuda():
     dev = 'cuda'

@@ -50,7 +50,7 @@ def test_a_split_file_loses_its_left_out_images(tmp_path, camvid):
 @pytest.mark.parametrize('kw, msg', [
     (dict(holdout='0016E5'), "holdout='0016E5' must name some but not all of camvid's 8 training images .* it names 0"),
     (dict(holdout='0'), "holdout='0' must name some but not all .* it names 8"),
-    (dict(image_scale=0), r"image_scale=0 must be in \(0, 1\]"),
+    (dict(image_scale=0), r"image_scale=0.0 must be in \(0, 1\]"),
     (dict(classes='camvid'), "classes='camvid' is not one of: own"),   # only SynthStreets is mapped to other classes
 ])
 def test_bad_regimen_parameters(tmp_path, camvid, kw, msg):

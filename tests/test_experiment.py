@@ -47,7 +47,7 @@ def test_full_supervision_and_the_same_split_everywhere(tmp_path):
     (dict(labeled='25'), r"labeled=25 must be between 1 and 24 \(the images in synthstreets train\)"),
     (dict(out_dir='/proc/cannot/create'), "out_dir='/proc/cannot/create' cannot be created"),
     (dict(batch_size_u=1), "batch_size_u=1: method='classmix' needs at least 2 unlabeled images per step"),
-    (dict(init='/no/such/weights.pt'), "init='/no/such/weights.pt' is not one of: none, synthstreets-sim"),
+    (dict(init='/no/such/weights.pt'), "init='/no/such/weights.pt' is not one of: none, imagenet, synthstreets-sim"),
     (dict(device='tpu'), "device='tpu' is not one of: auto, cpu, cuda"),
 ])
 def test_bad_parameters(tmp_path, kw, msg):
@@ -166,7 +166,7 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
                                      "synthstreets-game+real-camera, synthstreets-game+real-layout, synthstreets-game+real-look, gta5, synthia")),
     (dict(source='gta5'), "source='gta5' adapts to cityscapes, not dataset='synthstreets'"),
     (dict(source='synthstreets-sim', method='cutout', labeled='all'), r"method='cutout' does not do domain adaptation \(a source domain\)"),
-    (dict(method='cowmix', sigma='9,3'), r"sigma='9,3' must be 'auto' or 'lo,hi' with 0 < lo <= hi"),
+    (dict(method='cowmix', sigma='9:3'), r"sigma='9:3' must be 'auto', a number or 'lo:hi' with 0 < lo <= hi"),
     (dict(method='cutmix', p=1.5), r'p=1.5 must be in \(0, 1\]'),
     (dict(method='classmix', lambda_u=-1), r'lambda_u=-1.0 must be >= 0'),
     (dict(method='supervised', tau=0.9), r"unknown parameter 'tau' \(method='supervised' has no such setting\)"),
@@ -175,7 +175,7 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     (dict(label_relax=4), r"label_relax=4 must be an odd window size >= 1"),
     (dict(precision='fp16', device='cpu'), r"precision='fp16' needs a CUDA device"),
     (dict(eval_window='crop'), r"eval_window='crop': this run trains on whole images"),
-    (dict(eval_window='wide'), r"eval_window='wide' is not a size"),
+    (dict(eval_window='wide'), r"eval_window='wide' must be 'none', 'crop' or a size"),
 ])
 def test_bad_adaptation_and_mask_parameters(tmp_path, kw, msg):
     with pytest.raises(ParameterError, match=msg):

@@ -6,7 +6,7 @@ import torch
 from classmix_lab.config import IGNORE_INDEX, ParameterError
 from classmix_lab.masks import classmix_masks, mix, paste_onto_next
 
-DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+DEVICES = ['cpu'] + ([pytest.param('cuda', marks=pytest.mark.cuda)] if torch.cuda.is_available() else [])
 
 
 def random_labels(B, C, H, W, g, device, ignore_frac=0.1):
@@ -237,6 +237,7 @@ def test_bad_parameters_name_themselves(call, message):
     with pytest.raises(ParameterError, match=message): call()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
 def test_generator_on_another_device_is_a_clear_error():
     with pytest.raises(ParameterError, match="generator is on cpu but the masks are made on cuda"):

@@ -160,12 +160,12 @@ def test_ict_blends_images_and_teacher_predictions_with_one_lambda_per_image():
 
 def test_augment_without_perturbation_is_the_identity_and_warped_pixels_outside_are_dropped():
     x = torch.rand(3, 3, 16, 16); y = torch.randint(0, 3, (3, 16, 16))
-    ident = make_method('augment', flip=0, translate=0, scale='1,1', brightness=0, contrast='1,1')
+    ident = make_method('augment', flip=0, translate=0, scale='1:1', brightness=0, contrast='1:1')
     st = step_for(x, y)
     v = _views(ident, st)
     assert torch.allclose(v.x, x, atol=1e-5) and torch.allclose(v.target, st.teacher_probs(x), atol=1e-5)
     assert (v.weight == v.weight[0, 0, 0]).all()
-    shifted = make_method('augment', flip=0, translate=0.25, scale='1,1', brightness=0, contrast='1,1', weighting='constant')
+    shifted = make_method('augment', flip=0, translate=0.25, scale='1:1', brightness=0, contrast='1:1', weighting='constant')
     v = _views(shifted, step_for(x, y))
     assert (v.weight == 0).any() and (v.weight == 1).any(), 'pixels brought in from outside the image carry no weight'
 
@@ -246,7 +246,7 @@ def test_phtps_without_perturbation_is_zero_and_with_it_counts_only_valid_pixels
     model = get_model('deeplabv2-tiny', 3, width=8).train()
     x = torch.rand(2, 3, 24, 32)
     st = Step(0, 10, None, None, None, x, model, None, torch.Generator().manual_seed(0))
-    still = make_method('phtps', variant=variant, teacher='copy', tps_sigma=0, brightness=0, saturation='1,1', hue=0, value='1,1', permute=False)
+    still = make_method('phtps', variant=variant, teacher='copy', tps_sigma=0, brightness=0, saturation='1:1', hue=0, value='1:1', permute=False)
     loss, stats = still.unsupervised(st)
     assert loss.item() == pytest.approx(0, abs=1e-5) and stats['valid'].item() == 1
     moved = make_method('phtps', variant=variant, teacher='copy', tps_sigma=0.3)

@@ -2,7 +2,7 @@
 import pytest
 import torch
 from classmix_lab.config import ParameterError
-from classmix_lab.model import DeepLabV2, get_model, count_params, load_weights, param_groups, read_state_dict
+from classmix_lab.model import DeepLabV2, get_model, count_params, load_weights, param_groups, read_state_dict, is_head
 
 
 @pytest.fixture(scope='module')
@@ -117,7 +117,7 @@ def test_loads_torchvision_imagenet_resnet101(tmp_path):
     assert torch.equal(v3.backbone.layer3[22].conv3.weight, tv['layer3.22.conv3.weight'])
 
 
-@pytest.mark.parametrize('name', ['deeplabv2-tiny', 'deeplabv3plus-r50', 'swiftnet-rn18'])
+@pytest.mark.parametrize('name', ['deeplabv2-tiny', 'deeplabv3plus-r50', 'swiftnet-rn18', 'swiftnet-lite0', 'unet-r50'])
 def test_model_contract(name):
     "Every registered architecture: logits at the input size, features, a backward pass, a 10x head, frozen BN for real."
     m = get_model(name, 7).train()
@@ -129,9 +129,9 @@ def test_model_contract(name):
     back, head = param_groups(m, 0.01)
     assert head['lr'] == 0.1 and len(back['params']) + len(head['params']) == len(list(m.parameters()))
     f = get_model(name, 7, freeze_bn=True).train()
-    stats = {k: v.clone() for k, v in f.state_dict().items() if 'running' in k}
+    stats = {k: v.clone() for k, v in f.state_dict().items() if 'running' in k and not is_head(f, k)}
     f(x).sum().backward()
-    assert all(torch.equal(v, f.state_dict()[k]) for k, v in stats.items())
+    assert stats and all(torch.equal(v, f.state_dict()[k]) for k, v in stats.items())
 
 
 def test_deeplabv3plus_structure():
@@ -185,9 +185,10 @@ def test_swiftnet_param_groups_head_vs_backbone():
     assert back['lr'] == 1e-3 and head['lr'] == pytest.approx(1e-2)
     ids = lambda ps: {id(p) for p in ps}
     assert ids(back['params']) == ids(m.backbone.parameters()) and ids(head['params']) == ids(_swiftnet_head(m))
-    f = get_model('swiftnet-rn18', 19, freeze_bn=True)   # frozen BatchNorm leaves both groups
-    nb = sum(p.numel() for mod in f.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
+    f = get_model('swiftnet-rn18', 19, freeze_bn=True)   # the encoder's frozen BatchNorm leaves the backbone group; the head's stays
+    nb = sum(p.numel() for mod in f.backbone.modules() if isinstance(mod, torch.nn.BatchNorm2d) for p in mod.parameters())
     assert sum(p.numel() for g in param_groups(f, 1e-3) for p in g['params']) == count_params(f) - nb
+    assert ids(param_groups(f, 1e-3)[1]['params']) == ids(_swiftnet_head(f))
 
 
 def test_swiftnet_loads_torchvision_resnet18(tmp_path):
@@ -210,17 +211,19 @@ def test_swiftnet_loads_torchvision_resnet18(tmp_path):
 
 
 def test_swiftnet_frozen_batchnorm_keeps_running_stats():
+    "freeze_bn freezes the encoder's BatchNorm (pretrained statistics); the ladder's, randomly initialised, trains."
     m = get_model('swiftnet-rn18', 5, freeze_bn=True).train()
     stats = {k: v.clone() for k, v in m.state_dict().items() if 'running' in k}
     m(torch.rand(2, 3, 64, 96)).sum().backward()
-    assert all(torch.equal(v, m.state_dict()[k]) for k, v in stats.items())
-    bns = [mod for mod in m.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
-    assert not any(b.training for b in bns) and all(p.grad is None for b in bns for p in b.parameters())
+    assert all(torch.equal(v, m.state_dict()[k]) for k, v in stats.items() if k.startswith('backbone.'))
+    assert not torch.equal(stats['spp.bottleneck.0.running_mean'], m.spp.bottleneck[0].running_mean)
+    enc = [mod for mod in m.backbone.modules() if isinstance(mod, torch.nn.BatchNorm2d)]
+    assert not any(b.training for b in enc) and all(p.grad is None for b in enc for p in b.parameters())
+    assert m.spp.bottleneck[0].training and m.spp.bottleneck[0].weight.grad is not None
     assert m.classifier[2].weight.grad is not None and m.backbone.conv1.weight.grad is not None
     m.set_freeze_bn(False).train()
     m(torch.rand(2, 3, 64, 96))
     assert not torch.equal(stats['backbone.bn1.running_mean'], m.backbone.bn1.running_mean)
-    assert not torch.equal(stats['spp.bottleneck.0.running_mean'], m.spp.bottleneck[0].running_mean)
 
 
 def test_swiftnet_eval_is_deterministic():

@@ -8,6 +8,7 @@ from classmix_lab.config import ParameterError, load_settings
 from classmix_lab.runner import run_sweep
 from classmix_lab.index import read_index
 from conftest import TINY
+from training_helpers import checkpoint_of_other_settings
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip('ray', reason="Ray is not installed (pip install 'classmix_lab[ray]')")
@@ -50,25 +51,25 @@ def test_two_runs_side_by_side_on_local_ray(local_ray, lab_dirs):
 
 
 def test_a_failed_run_is_recorded_and_the_others_finish(local_ray, lab_dirs):
-    "One run fails in its notebook (a damaged init checkpoint), one in its Ray task (it cannot write its folder); the others finish."
-    (lab_dirs/'corrupt.pt').write_bytes(b'this is not a checkpoint')
+    "One run fails in its notebook (a checkpoint of other settings), one in its Ray task (it cannot write its folder); the others finish."
     s = load_settings()
+    checkpoint_of_other_settings(s.runs_dir/'fails'/'broken')
     (s.runs_dir/'fails'/'crash'/'provenance.json').mkdir(parents=True)     # a folder where run_one writes a file: the task raises
     runs = [dict(SMALL, run='baseline', method='supervised', iterations=100, log_every=50),   # longer than 'compared' alone takes
             dict(SMALL, run='compared', method='classmix', compare_with=['baseline']),          # so it must wait for 'baseline' to end
-            dict(SMALL, run='broken', method='supervised', init=str(lab_dirs/'corrupt.pt')),
+            dict(SMALL, run='broken', method='supervised'),
             dict(SMALL, run='crash', method='supervised', seed=1)]
     records = run_sweep('fails', runs, engine='ray', stream=False)
     assert [(r['run'], r['status']) for r in records] == [('baseline', 'ok'), ('compared', 'ok'), ('broken', 'failed'), ('crash', 'failed')]
     broken, crash = records[2], records[3]
-    assert broken['error'].startswith('ParameterError:') and 'corrupt.pt: not a loadable checkpoint' in broken['error']
+    assert broken['error'].startswith('ParameterError:') and 'checkpoint was written by a run with other settings' in broken['error']
     assert (s.reports_dir/'fails'/'broken.html').is_file()                  # the partial notebook is still readable
     assert crash['error'].startswith('IsADirectoryError: [Errno 21] cannot write') and 'provenance.json' in crash['error'] and crash['miou'] is None
     index = {r['run']: r for r in json.loads((s.reports_dir/'index.json').read_text())['runs'] if r['sweep'] == 'fails'}
     assert {k: (r['status'], r['error']) for k, r in index.items()} == {r['run']: (r['status'], r['error']) for r in records}
     html = (s.reports_dir/'fails'/'compared.html').read_text()
     assert 'supervised (4 labeled)' in html and 'cannot compare' not in html   # 'baseline' had finished before it started
-    assert 'corrupt.pt: not a loadable checkpoint' in (s.reports_dir/'index.html').read_text()
+    assert 'checkpoint was written by a run with other settings' in (s.reports_dir/'index.html').read_text()
 
 
 def test_bad_engine_settings_are_refused_before_anything_runs(local_ray, lab_dirs, monkeypatch):

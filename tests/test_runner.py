@@ -10,6 +10,7 @@ from classmix_lab.sweeps import demo_runs, ablation_runs, dacs_runs, gap_runs, f
 from classmix_lab.synthstreets import GENERATOR_VERSION
 from classmix_lab.experiment import ExperimentParams, validate
 from conftest import TINY, _session_cache
+from training_helpers import checkpoint_of_other_settings
 
 pytestmark = pytest.mark.slow
 SMALL = dict(TINY, labeled='4', iterations=4, batch_size=4, batch_size_u=4, log_every=2)
@@ -22,9 +23,9 @@ def sweep(tmp_path_factory):
                CLASSMIX_LAB_CACHE_DIR=str(_session_cache()), CLASSMIX_LAB_DEVICE='cpu')
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    (d/'corrupt.pt').write_bytes(b'this is not a checkpoint')
+    checkpoint_of_other_settings(d/'runs'/'smoke'/'broken')
     runs = [dict(SMALL, run='baseline', method='supervised'),
-            dict(SMALL, run='broken', method='supervised', init=str(d/'corrupt.pt')),
+            dict(SMALL, run='broken', method='supervised'),
             dict(SMALL, run='classmix', method='classmix', compare_with=['baseline'])]
     try:
         records = run_sweep('smoke', runs, settings=load_settings(), stream=False)
@@ -48,9 +49,9 @@ def test_each_run_has_a_record_and_a_report(sweep):
 def test_a_failed_run_is_recorded_with_its_error_and_the_sweep_goes_on(sweep):
     d, records, _ = sweep
     broken = records[1]
-    assert broken['miou'] is None and broken['error'].startswith('ParameterError:') and 'corrupt.pt: not a loadable checkpoint' in broken['error']
+    assert broken['miou'] is None and broken['error'].startswith('ParameterError:') and 'checkpoint was written by a run with other settings' in broken['error']
     html = (d/'reports'/'index.html').read_text()
-    assert 'corrupt.pt: not a loadable checkpoint' in html and "class='failed'" in html
+    assert 'checkpoint was written by a run with other settings' in html and "class='failed'" in html
     assert (d/'reports'/'smoke'/'broken.html').is_file()      # the partial notebook is still readable
 
 
