@@ -183,9 +183,12 @@ def _kernel_manager_class():
 KERNEL_ARGUMENTS = ['--IPKernelApp.log_level=CRITICAL']
 
 def _not_after_ctrl_c(record) -> bool:
-    "asyncio's note of a cell whose kernel died unread: after Ctrl-C, the kernel was shut down on purpose (a logging filter)."
+    """asyncio's note of a cell's task whose outcome went unread ("Task exception was never retrieved"): after Ctrl-C, the
+    kernel was interrupted or shut down on purpose, and the run's one line says so (a logging filter). The cell's error
+    (`CellExecutionError`: its KeyboardInterrupt, when Ctrl-C reached the kernel too) or its dead kernel is no news then."""
     exc = record.exc_info[1] if record.exc_info else None
-    return not (_INTERRUPTED.is_set() and type(exc).__name__ == 'DeadKernelError')
+    if not _INTERRUPTED.is_set() or exc is None: return True
+    return not (isinstance(exc, KeyboardInterrupt) or type(exc).__module__.split('.')[0] in ('nbclient', 'papermill', 'jupyter_client'))
 
 @contextlib.contextmanager
 def _noting_ctrl_c():

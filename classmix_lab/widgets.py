@@ -176,9 +176,11 @@ class MaskExplorer:
         if datasets is not None and not (isinstance(datasets, (list, tuple)) and all(isinstance(d, str) for d in datasets)):
             raise ParameterError(f"datasets={datasets!r} must be a dataset name or a list of them")
         given = list(datasets or DATASETS)   # a folder dataset is named by its absolute path; the menu shows that path
-        self.names = [dataset_class(d).name if d.startswith(FOLDER_PREFIX) else check_choice('dataset', d, list(DATASETS)) for d in given]
+        names = [dataset_class(d).name if d.startswith(FOLDER_PREFIX) else check_choice('dataset', d, list(DATASETS)) for d in given]
         kw = dict(dataset_kwargs or {})
-        self.dataset_kwargs = {n: kw.get(n, kw.get(d, {})) for n, d in zip(self.names, given)}
+        self.dataset_kwargs = {n: kw[n] if n in kw else next((kw[d] for m, d in zip(names, given) if m == n and d in kw), {})
+                               for n in names}   # (keyed by its name or by the name given: 'folder:mine')
+        self.names = list(dict.fromkeys(names))   # one entry each: 'folder:mine' and 'folder:./mine' are one folder
         self.checkpoint, self.model_name = checkpoint, model
         self.device, self._data, self._teachers, self.example = resolve_device(device), {}, {}, None
         check_choice('kind', kind, KINDS)

@@ -41,7 +41,7 @@ def test_a_start_of_another_class_count_is_refused_unless_backbone_only(lab_dirs
     f = _start(lab_dirs/'five.pt', 5)
     with pytest.raises(ParameterError, match=r"init=.*five.pt.* is for 5 classes.*this run has 11.*init_parts=backbone"):
         validate(P(lab_dirs, init=str(f)))
-    assert main(['run', *_args(init=str(f)), '--sweep', 's3']) == 2
+    assert main(['run', *_args(init=str(f), init_parts='all'), '--sweep', 's3']) == 2   # the issue's case
     one_line(capsys, 2, 'init_parts=backbone')
     assert not (lab_dirs/'reports'/'index.json').exists()
     m = run_experiment(P(lab_dirs, init=str(f), init_parts='backbone', method='supervised', iterations=0), progress=None).metrics
@@ -100,6 +100,9 @@ def test_evaluations_with_other_arguments_go_to_other_files(lab_dirs):
     for r in (real, game, whole): assert json.loads(Path(r['file']).read_text())['miou'] == r['miou']
     assert 'style-game' in Path(game['file']).name and '24x48' in Path(whole['file']).name
     assert evaluate_run(lab_dirs/'run', style='real', workers=0)['file'] == real['file']   # the run's own value is no new argument
+    before = Path(real['file']).read_bytes()   # the issue's case: `classmix-lab evaluate RUN style=game` after the real-style one
+    assert main(['evaluate', str(lab_dirs/'run'), 'style=game', 'workers=0']) == 0
+    assert Path(real['file']).read_bytes() == before and json.loads(Path(game['file']).read_text())['miou'] == game['miou']
 
 
 # --- 7. a relative folder dataset
@@ -112,6 +115,11 @@ def test_a_relative_folder_dataset_runs(lab_dirs, monkeypatch):
                                 log_every=1, workers=0)], stream=False)[0]
     assert rec['status'] == 'ok', rec['error']
     assert rec['params']['dataset'] == f"folder:{lab_dirs/'fd'/'ok'}"
+    # the issue's case, from the command line: `classmix-lab run dataset=folder:fd/ok labeled=4 init=none ...`
+    assert main(['run', 'dataset=folder:fd/ok', 'labeled=4', 'init=none', 'iterations=2', 'batch_size=2', 'batch_size_u=2', 'log_every=1',
+                 'workers=0', '--sweep', 'fd', '--name', 'f_ok']) == 0
+    rec = json.loads((lab_dirs/'reports'/'index.json').read_text())['runs']
+    assert {r['run']: (r['status'], r['params']['dataset']) for r in rec}['f_ok'] == ('ok', f"folder:{lab_dirs/'fd'/'ok'}")
 
 
 def test_other_templates_take_a_folder_dataset_by_a_relative_path(lab_dirs, monkeypatch):
@@ -201,6 +209,9 @@ def test_a_first_step_that_cannot_fit_in_memory_is_refused(lab_dirs, capsys):
         validate(P(lab_dirs, batch_size_u=10**7))
     assert main(['run', *_args(batch_size=10**7), '--sweep', 's13']) == 2
     one_line(capsys, 2, 'batch_size=10000000: the first training step needs about')
+    # the issue's case: `$CL run $T batch_size=100000` at SynthStreets' own size (it grew a kernel to 19.8 GB before)
+    assert main(['run', 'iterations=2', 'batch_size=100000', 'batch_size_u=2', 'n_train=40', 'n_val=8', 'log_every=1', 'workers=0', '--sweep', 's13']) == 2
+    one_line(capsys, 2, 'batch_size=100000: the first training step needs about')
     with pytest.raises(ParameterError, match=r"n_train=100000000: the images SynthStreets holds in memory take about .*lower n_train"):
         validate(P(lab_dirs, n_train=10**8))
     validate(P(lab_dirs, batch_size=64, batch_size_u=64))   # what fits is not refused

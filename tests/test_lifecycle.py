@@ -269,6 +269,9 @@ def test_a_bad_start_beside_a_finished_run_touches_nothing(finished, lab_dirs, c
     cap = capsys.readouterr()
     assert f"{lab_dirs/'cut.pt'}: not a loadable checkpoint" in cap.err and len(cap.err.strip().splitlines()) == 1 and 'set aside' not in cap.out
     assert _files(run) == before
+    assert main(['run', *_args(method='classmix', init=str(lab_dirs/'cut.pt')), '--sweep', 'f', '--name', 'ref']) == 2   # without --force
+    cap = capsys.readouterr()
+    assert len(cap.err.strip().splitlines()) == 1 and 'set aside' not in cap.out and _files(run) == before, cap.err
 
 
 _KILL_AFTER_ONE_ROW = """
@@ -373,6 +376,23 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(lab_dirs, to):
         assert _index(lab_dirs)['r']['status'] == 'ok'
 
 
+def test_after_ctrl_c_asyncio_says_nothing_of_the_cells_it_stopped():
+    "asyncio's 'Task exception was never retrieved' for the cell Ctrl-C stopped (in the CLI, the kernel or both) is dropped; other notes are kept."
+    import logging
+    from nbclient.exceptions import CellExecutionError, DeadKernelError
+    from classmix_lab.runner import _INTERRUPTED, _not_after_ctrl_c
+    def note(exc):
+        return logging.LogRecord('asyncio', logging.ERROR, __file__, 1, 'Task exception was never retrieved', None, (type(exc), exc, None))
+    cell, dead, other = CellExecutionError('KeyboardInterrupt', 'KeyboardInterrupt', ''), DeadKernelError('Kernel died'), OSError('a socket')
+    try:
+        _INTERRUPTED.clear()
+        assert all(_not_after_ctrl_c(note(e)) for e in (cell, dead, KeyboardInterrupt(), other))   # no Ctrl-C: every note is kept
+        _INTERRUPTED.set()
+        assert not any(_not_after_ctrl_c(note(e)) for e in (cell, dead, KeyboardInterrupt()))
+        assert _not_after_ctrl_c(note(other)) and _not_after_ctrl_c(logging.LogRecord('asyncio', logging.ERROR, __file__, 1, 'no exc', None, None))
+    finally: _INTERRUPTED.clear()
+
+
 # --- 15. the kernel's shutdown --------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -385,7 +405,7 @@ def test_no_interrupt_reaches_a_kernel_that_finished(lab_dirs, monkeypatch, capf
     assert main(['run', *_args(method='supervised', iterations=0), '--sweep', 'q', '--name', 'r']) == 0
     time.sleep(1)
     cap = capfd.readouterr()
-    assert not marker.exists() and 'KeyboardInterrupt' not in cap.err + cap.out
+    assert not marker.exists() and 'KeyboardInterrupt' not in cap.err + cap.out and '[IPKernelApp] ERROR' not in cap.err + cap.out
 
 
 # --- 14. index --rebuild ------------------------------------------------------------------------------------------------

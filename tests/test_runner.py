@@ -158,7 +158,7 @@ def test_thesis_sweeps_are_valid_experiments(tmp_path):
         names = [r['run'] for r in runs]
         assert len(set(names)) == len(names)
         for r in runs:
-            check_params('experiment', {**{k: v for k, v in r.items() if k not in ('run', 'label', 'baseline')}, 'out_dir': str(tmp_path)})
+            check_params('experiment', {**{k: v for k, v in r.items() if k not in ('run', 'label', 'baseline', 'paper')}, 'out_dir': str(tmp_path)})
             for other in r.get('compare_with', []): assert other in names, (r['run'], other)   # Fig. 4.2 partners exist
     ab = {r['label']: r for r in ablation_runs(500)}
     assert ab['2x iterations']['iterations'] == 1000 and ab['CowMix']['method'] == 'cowmix'

@@ -144,3 +144,30 @@ def test_explorer_shows_kims_boxes_and_a_phtps_warp():
     valid = ex.example['mask'].astype(bool)
     assert 0 < valid.mean() < 1 and 'valid:' in ex.status.value
     assert (ex.example['mixed_label'][~valid] == IGNORE_INDEX).all()
+
+
+def test_folder_datasets_are_listed_by_path_beside_registered_ones(tmp_path, monkeypatch):
+    "`folder:PATH` (relative to the working folder) is accepted, listed once by its absolute path, and explored as any dataset."
+    import dataset_trees as trees
+    root = trees.folder(tmp_path/'mine', splits={'train': 6, 'val': 2})
+    monkeypatch.chdir(tmp_path)
+    ex = explore_masks(['synthstreets', 'folder:mine', 'folder:./mine/'], dataset_kwargs=SMALL)
+    assert ex.names == ['synthstreets', f'folder:{root}']
+    assert list(ex.dataset.options) == [('synthstreets', 'synthstreets'), (str(root), f'folder:{root}')]
+    ex.dataset.value = f'folder:{root}'
+    assert 'color:#b00020' not in ex.status.value, ex.status.value
+    assert ex.status.value.split('>', 1)[1].startswith(f'folder:{root} train') and ex.index_a.max == 5
+    assert list(ex.classes.options) == ['floor', 'wall', 'door'] and ex.example['mixed_label'].shape == (16, 24)
+    ex.split.value = 'val'
+    assert ex.index_b.max == 1 and 'color:#b00020' not in ex.status.value
+    ex.dataset.value = 'synthstreets'
+    assert 'road' in ex.classes.options and ex.example['mixed_label'].shape == (48, 96)
+    # a teacher of the folder's classes adds its row; weights of other classes are named, not shown
+    torch.save(dict(state_dict=get_model('deeplabv2-tiny', 3).state_dict(), model='deeplabv2-tiny', num_classes=3,
+                    classes=['floor', 'wall', 'door']), tmp_path/'mine.pt')
+    ex = explore_masks('folder:mine', checkpoint=tmp_path/'mine.pt')
+    assert 'pseudo' in ex.example and 'teacher: ' in ex.status.value
+    with pytest.raises(ParameterError, match=r"was trained on the classes road, .*the dataset's are floor, wall, door"):
+        explore_masks('folder:mine', checkpoint='synthstreets-sim')
+    with pytest.raises(Exception, match=rf"{tmp_path/'nope'}: no such folder"):
+        explore_masks('folder:nope')
