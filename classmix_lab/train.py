@@ -24,13 +24,13 @@ __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRECISIONS', 'AUTOCAST', 'RESUME_FREE', '
            'PHTPS_VARIANTS', 'TEACHERS', 'METHODS', 'BASE_STATS', 'CHECKPOINT_KEYS', 'ESTIMATE_STEPS', 'TrainConfig',
            'check_compiler', 'tensorboard_writer_class', 'MeanTeacher', 'weight_map', 'pixel_loss', 'label_loss',
            'RunInfo', 'Output', 'network_output', 'Step', 'Method', 'Supervised', 'Views', 'ConsistencyConfig',
-           'Consistency', 'parse_range', 'MixConfig', 'MixConsistency', 'DACSConfig', 'CrossDomainMix',
-           'pair_similarity_loss', 'StructuredConfig', 'StructuredConsistency', 'FrenchConfig', 'ICTConfig',
-           'InterpolationConsistency', 'AugmentConfig', 'AugmentConsistency', 'masked_kl', 'PhTPSConfig',
-           'PhTPSConsistency', 'mlp_head', 'ClassAttention', 'ContrastiveHeads', 'pixel_vectors', 'l1_weights',
-           'class_contrastive_loss', 'bank_candidates', 'push_fifo', 'ContrastiveConfig', 'ContrastiveMemoryBank',
-           'MethodSpec', 'register_method', 'method_settings', 'make_method', 'Trainer', 'read_checkpoint',
-           'RunDiverged']
+           'Consistency', 'parse_range', 'MixConfig', 'MixConsistency', 'CutOutConfig', 'CutOutConsistency',
+           'DACSConfig', 'CrossDomainMix', 'pair_similarity_loss', 'StructuredConfig', 'StructuredConsistency',
+           'FrenchConfig', 'ICTConfig', 'InterpolationConsistency', 'AugmentConfig', 'AugmentConsistency', 'masked_kl',
+           'PhTPSConfig', 'PhTPSConsistency', 'mlp_head', 'ClassAttention', 'ContrastiveHeads', 'pixel_vectors',
+           'l1_weights', 'class_contrastive_loss', 'bank_candidates', 'push_fifo', 'ContrastiveConfig',
+           'ContrastiveMemoryBank', 'MethodSpec', 'register_method', 'method_settings', 'make_method', 'Trainer',
+           'read_checkpoint', 'RunDiverged']
 
 # %% ../nbs/06_train.ipynb #1249e7b7
 OPTIMIZERS = ('sgd', 'adam')
@@ -171,8 +171,9 @@ def label_loss(logits:torch.Tensor, # (B, C, H, W)
                labels:torch.Tensor, # (B, H, W) long, IGNORE_INDEX where unlabeled
                window:int=1, # boundary label relaxation window (odd); 1: cross-entropy
                class_weight:torch.Tensor|None=None, # (C,) alpha_c
-               pixel_weight:torch.Tensor|None=None) -> torch.Tensor: # (B, H, W) beta_n
-    "Mean over the labeled pixels of the (relaxed, weighted) cross-entropy."
+               pixel_weight:torch.Tensor|None=None, # (B, H, W) beta_n
+               norm:str='pixels') -> torch.Tensor: # 'pixels': divide by the labeled pixels N (Alonso Eq. 3); 'weights': by the sum of their weights
+    "Mean over the labeled pixels of the (relaxed, weighted) cross-entropy (with `norm='weights'`: the weighted mean)."
     logits, valid = logits.float(), labels != IGNORE_INDEX
     y = labels.where(valid, 0)
     if window == 1: nll = F.cross_entropy(logits, y, reduction='none')
@@ -183,7 +184,8 @@ def label_loss(logits:torch.Tensor, # (B, C, H, W)
     w = valid.float()
     if class_weight is not None: w = w*class_weight[y]
     if pixel_weight is not None: w = w*pixel_weight
-    return (nll.where(valid, 0)*w).sum()/valid.sum().clamp_min(1)
+    den = valid.sum().clamp_min(1) if check_choice('norm', norm, ('pixels', 'weights')) == 'pixels' else w.sum().clamp_min(1e-12)
+    return (nll.where(valid, 0)*w).sum()/den
 
 # %% ../nbs/06_train.ipynb #5b1f9c33
 @dataclass
@@ -453,6 +455,18 @@ class MixConsistency(Consistency):
         if c.mask in ERASING: return Views(erase(M, x_u, fill=x_u.mean((0, 2, 3), keepdim=True)), target, w*(~M), conf, M)
         return Views(paste_onto_next(M, x_u), paste_onto_next(M, target), paste_onto_next(M, w), conf, M)
 
+@dataclass
+class CutOutConfig(MixConfig):
+    keep_box: bool = False  # False: the box is erased (the paper); True: the box is kept and the image around it erased (their script)
+
+class CutOutConsistency(MixConsistency):
+    "CutOut consistency: one random box erased, or (`keep_box`) kept with everything around it erased."
+    Config = CutOutConfig
+
+    def make_mask(self, labels:torch.Tensor, num_classes:int, g:torch.Generator) -> torch.Tensor:
+        M = super().make_mask(labels, num_classes, g)
+        return ~M if self.config.keep_box else M
+
 # %% ../nbs/06_train.ipynb #ec505ac6
 @dataclass
 class DACSConfig(MixConfig):
@@ -699,12 +713,13 @@ def mlp_head(cin:int, dim:int=256) -> nn.Sequential:
     return nn.Sequential(nn.Linear(cin, dim), nn.BatchNorm1d(dim), nn.ReLU(inplace=True), nn.Linear(dim, dim))
 
 class ClassAttention(nn.Module):
-    "C class-specific attention modules S_c: Linear(dim) -> BatchNorm -> LeakyReLU -> Linear(1) -> Sigmoid."
-    def __init__(self, num_classes:int, dim:int=256):
+    """C class-specific attention modules S_c: Linear(dim) -> BatchNorm -> LeakyReLU(0.2) -> Linear(1) -> Sigmoid. They score
+    the vectors without moving them: their input is detached (the authors' code), so only the modules learn from the scores."""
+    def __init__(self, num_classes:int, dim:int=256, slope:float=0.2):
         super().__init__()
-        self.modules_ = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.LeakyReLU(), nn.Linear(dim, 1), nn.Sigmoid())
+        self.modules_ = nn.ModuleList(nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.LeakyReLU(slope), nn.Linear(dim, 1), nn.Sigmoid())
                                       for _ in range(num_classes))
-    def forward(self, c:int, v:torch.Tensor) -> torch.Tensor: return self.modules_[c](v)[:, 0]
+    def forward(self, c:int, v:torch.Tensor) -> torch.Tensor: return self.modules_[c](v.detach())[:, 0]
 
 class ContrastiveHeads(nn.Module):
     "The student's (or, averaged, the teacher's) projection and prediction heads and 2 x C attention modules."
@@ -735,7 +750,7 @@ def class_contrastive_loss(p:torch.Tensor, # (N, D) student prediction vectors
                            bank:torch.Tensor, # (C, psi, D) memory bank
                            fill:list, # entries held per class
                            attend_pred=None, attend_proj=None) -> tuple: # class attention modules (None: weights 1)
-    "Eqs. 8-11: the mean over classes of the weighted mean of 1 - cos(p, z) over same-class pairs; and the attention scores used."
+    "Eqs. 8-11: the weighted mean of 1 - cos(p, z) over same-class pairs, summed over the classes and divided by all C; and the attention scores used."
     p, losses, scores = p.float(), [], []   # a loss: in fp32 inside a bf16/fp16 step, as the others
     for c, n_z in enumerate(fill):
         pc = p[y == c]
@@ -746,7 +761,7 @@ def class_contrastive_loss(p:torch.Tensor, # (N, D) student prediction vectors
         m = (l1_weights(sz)[:, None]*F.normalize(zc, dim=1)).mean(0)      # (1/N_z) sum_z w_z z/|z|
         losses.append((l1_weights(sp)*(1 - F.normalize(pc, dim=1) @ m)).mean())
         scores.append(sp.detach())
-    loss = torch.stack(losses).mean() if losses else p.sum()*0
+    loss = torch.stack(losses).sum()/len(fill) if losses else p.sum()*0   # Eq. 11's 1/C: every class, present or not
     return loss, (torch.cat(scores) if scores else p.new_zeros(0))
 
 # %% ../nbs/06_train.ipynb #d4f3a6b8
@@ -790,9 +805,13 @@ class ContrastiveConfig:
     bank_size: int = 256  # psi: vectors per class
     phi: float = 0.95  # feature quality filter: the teacher's confidence above this
     dim: int = 256  # width of the heads
-    warmup: int = -1  # iterations with the pseudo-label and contrastive terms off; -1: 2k/150k of the run
+    warmup: int = -1  # iterations with the contrastive term off (and the pseudo-label term off or ramping in); -1: 2k/150k of the run
+    pseudo_ramp: str = 'step'  # the pseudo-label term in the warm-up: 'step' (off, the paper) or 'gaussian' (exp(-5 (1 - k/warmup)^2), their code)
     ema_from: float = 0.995  # the teacher's EMA decay rises from this to `ema_to` over the run
     ema_to: float = 1.
+    ema_schedule: str = 'cosine'  # how it rises: 'cosine' (their code, capped by 1 - 1/(10k + 1) in the first steps) or 'linear'
+    ce_norm: str = 'pixels'  # L_sup's class-weighted mean: 'pixels' divides by N (Eq. 3), 'weights' by the sum of alpha_c (their code)
+    entropy_norm: bool = False  # L_ent divided by log C (their code); False: in nats (Eq. 7)
 
     def __post_init__(self):
         for k in ('lambda_pseudo', 'lambda_ent', 'lambda_contr', 'sharpen'):
@@ -803,6 +822,8 @@ class ContrastiveConfig:
         if not 0 < self.phi < 1: raise ParameterError(f"phi={self.phi} must be in (0, 1)")
         if self.warmup < -1: raise ParameterError(f"warmup={self.warmup} must be >= 0, or -1 for 2k/150k of the run")
         if not 0 <= self.ema_from <= self.ema_to <= 1: raise ParameterError(f"the EMA decay must rise: 0 <= ema_from={self.ema_from} <= ema_to={self.ema_to} <= 1")
+        check_choice('pseudo_ramp', self.pseudo_ramp, ('step', 'gaussian')); check_choice('ema_schedule', self.ema_schedule, ('cosine', 'linear'))
+        check_choice('ce_norm', self.ce_norm, ('pixels', 'weights'))
 
 class ContrastiveMemoryBank(Method):
     "Alonso et al.: pseudo-labels on ClassMixed views, entropy minimisation and pixel contrastive learning from a class-wise memory bank."
@@ -833,8 +854,14 @@ class ContrastiveMemoryBank(Method):
     def ema_modules(self): return self.heads
     def summary(self) -> dict: return dict(bank_fill=self.bank_fill.tolist(), bank_size=self.bank.shape[1])
     def ema_decay(self, step:Step, teacher:MeanTeacher) -> float:
-        c = self.config
-        return c.ema_from + (c.ema_to - c.ema_from)*step.progress
+        c, t = self.config, step.progress
+        if c.ema_schedule == 'linear': return c.ema_from + (c.ema_to - c.ema_from)*t
+        return min(c.ema_to - (c.ema_to - c.ema_from)*(1 + math.cos(math.pi*t))/2, 1 - 1/(10*step.iteration + 1))
+
+    def pseudo_weight(self, iteration:int) -> float:
+        "The factor of the pseudo-label term at `iteration`: 0 in the warm-up ('step') or the Gaussian ramp-up to 1 ('gaussian')."
+        if iteration >= self.warmup: return 1.
+        return 0. if self.config.pseudo_ramp == 'step' else math.exp(-5*(1 - iteration/self.warmup)**2)
     def param_groups(self, lr:float) -> list:   # randomly initialised, like the classifier: 10x the base rate
         return [dict(params=list(self.heads.parameters()), lr=10*lr, lr_mult=10.)]
 
@@ -848,7 +875,7 @@ class ContrastiveMemoryBank(Method):
         return torch.where(seen, (fm/f.clamp_min(1e-12)).sqrt(), torch.ones_like(f)).nan_to_num(1.)
 
     def supervised_loss(self, step:Step) -> torch.Tensor:
-        return label_loss(step.out_l.logits, step.y_l, step.label_relax, self.class_weights())
+        return label_loss(step.out_l.logits, step.y_l, step.label_relax, self.class_weights(), norm=self.config.ce_norm)
 
     @torch.no_grad()
     def update_bank(self, step:Step):
@@ -880,19 +907,20 @@ class ContrastiveMemoryBank(Method):
         self.freq_u.copy_(torch.where(self.freq_u_seen > 0, 0.99*self.freq_u + 0.01*freq, freq)); self.freq_u_seen.fill_(1)
         alpha = self.class_weights()
         loss_p = loss_e = 0.
+        nats = math.log(len(self.freq_u)) if c.entropy_norm and len(self.freq_u) > 1 else 1.   # entropy_norm: in units of log C
         feats, labels = [step.out_l.features], [step.y_l]
         for x, y, w in self.views(step, pseudo, conf):
             out = step.student_out(x, features=True)
             logits = out.logits.float()
             loss_p = loss_p + label_loss(logits, y, 1, alpha, w**c.sharpen)/A
-            loss_e = loss_e - (logits.softmax(1)*logits.log_softmax(1)).sum(1).mean()/A
+            loss_e = loss_e - (logits.softmax(1)*logits.log_softmax(1)).sum(1).mean()/(A*nats)
             feats.append(out.features); labels.append(y.where(w > c.phi, IGNORE_INDEX))
         self.update_bank(step)
         v, y = zip(*[pixel_vectors(f, l)[:2] for f, l in zip(feats, labels)])
         p = self.heads.prediction(self.heads.projection(torch.cat(v).float()))
         loss_c, scores = class_contrastive_loss(p, torch.cat(y), self.bank, self.bank_fill.tolist(), self.heads.attend_pred, self.heads.attend_proj)
-        on = float(step.iteration >= self.warmup)
-        loss = on*(c.lambda_pseudo*loss_p + c.lambda_contr*loss_c) + c.lambda_ent*loss_e
+        on = float(step.iteration >= self.warmup)   # the contrastive term: off in the warm-up, in the paper and their code
+        loss = self.pseudo_weight(step.iteration)*c.lambda_pseudo*loss_p + on*c.lambda_contr*loss_c + c.lambda_ent*loss_e
         nan = conf.new_tensor(float('nan'))
         return loss, dict(loss_u=loss_p.detach(), loss_ent=loss_e.detach(), loss_contr=loss_c.detach(), confident=(conf > c.phi).float().mean(),
                           bank_fill=self.bank_fill.float().mean()/self.bank.shape[1], att_mean=scores.mean() if len(scores) else nan,
@@ -916,7 +944,7 @@ register_method('supervised', Supervised, 'the supervised baseline (with a sourc
 register_method('classmix', MixConsistency, 'ClassMix (thesis §3.2; with a source domain: IntraMix)', mask='classmix')
 register_method('cutmix', MixConsistency, 'CutMix mean teacher (French et al.)', mask='cutmix')
 register_method('cowmix', MixConsistency, 'CowMix mean teacher (French et al.)', mask='cowmix')
-register_method('cutout', MixConsistency, 'CutOut consistency (French et al.)', mask='cutout')
+register_method('cutout', CutOutConsistency, 'CutOut consistency (French et al.)', mask='cutout')
 register_method('cowout', MixConsistency, 'CowOut consistency (French et al.)', mask='cowout')
 register_method('dacs', CrossDomainMix, 'DACS InterMix: source classes pasted onto target images (thesis §3.2)')
 register_method('ict', InterpolationConsistency, 'interpolation consistency (MixUp) mean teacher (French et al.)')

@@ -17,7 +17,10 @@ VARIANTS = [(name, {} if name != 'contrastive' else dict(phi=0.34)) for name in 
                                                ('cowmix', dict(preset='french')), ('dacs', dict(align=True)),
                                                ('phtps', dict(variant='1w-pt')), ('phtps', dict(variant='2w-p1', teacher='copy')),
                                                ('phtps', dict(variant='1w-p2', teacher='copy')),
-                                               ('contrastive', dict(phi=0.34, class_balance=False, augmentations=1, warmup=3))]
+                                               ('contrastive', dict(phi=0.34, class_balance=False, augmentations=1, warmup=3)),
+                                               ('contrastive', dict(phi=0.34, warmup=4, pseudo_ramp='gaussian', ema_schedule='linear',
+                                                                    ce_norm='weights', entropy_norm=True)),
+                                               ('cutout', dict(keep_box=True))]
 IDS = [n + ''.join(f'-{k}={v}' for k, v in kw.items()) for n, kw in VARIANTS]
 
 
@@ -279,3 +282,87 @@ def test_contrastive_bank_takes_confident_correct_pixels_of_target_images_only()
     m, step = _bank_step(torch.tensor([False, True]))    # image 0 is a source image: never banked
     m.update_bank(step)
     assert m.bank_fill.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize('keep_box', [False, True])
+def test_cutout_erases_the_box_or_keeps_it(keep_box):
+    "The paper erases the box; `keep_box` (their script) keeps it and erases the rest. Either way the erased pixels carry no loss."
+    x = torch.rand(4, 3, 16, 16); y = torch.randint(0, 3, (4, 16, 16))
+    v = _views(make_method('cutout', keep_box=keep_box), step_for(x, y))
+    box = ~v.mask if keep_box else v.mask
+    for b in box:                                          # the box: one rectangle
+        rows, cols = b.any(1).nonzero().flatten(), b.any(0).nonzero().flatten()
+        if len(rows): assert b[rows.min():rows.max() + 1, cols.min():cols.max() + 1].all() and b.sum() == len(rows)*len(cols)
+    assert (v.weight[v.mask] == 0).all() and (v.weight[~v.mask] > 0).all()
+    ref = _views(make_method('cutout'), step_for(x, y))
+    assert torch.equal(v.mask, ~ref.mask if keep_box else ref.mask), 'the same box, kept instead of erased'
+
+
+def _contrastive(iteration=50, iterations=100, C=3, **kw):
+    "A contrastive method on a small real network and one step of its loss, the same draws for every setting."
+    from classmix_lab.train import MeanTeacher, network_output
+    torch.manual_seed(0)
+    net = get_model('deeplabv2-tiny', C, width=8).train()
+    m = make_method('contrastive', dim=8, bank_size=8, phi=0.34, **kw)
+    m.setup(RunInfo(iterations=iterations, num_classes=C, feature_dim=net.feature_channels, n_labeled=4,
+                    class_distribution=lambda: (0.6, 0.3, 0.1)))
+    mt = MeanTeacher(net, 0.99, m.ema_modules())
+    g = torch.Generator().manual_seed(0)
+    x_l, x_u = torch.rand(2, 3, 24, 32, generator=g), torch.rand(3, 3, 24, 32, generator=g)
+    y_l = torch.randint(0, C, (2, 24, 32), generator=g)
+    step = Step(iteration, iterations, x_l, y_l, network_output(net, x_l, True), x_u, net, mt, torch.Generator().manual_seed(1))
+    return m, step
+
+
+def test_contrastive_supervised_loss_divides_by_pixels_or_by_the_sum_of_weights():
+    m, st = _contrastive()
+    alpha = m.class_weights()
+    assert not torch.allclose(alpha, torch.ones(3)), 'the classes are weighted'
+    logits = st.out_l.logits.float()
+    nll = F.cross_entropy(logits, st.y_l, reduction='none')
+    assert m.supervised_loss(st).item() == pytest.approx((alpha[st.y_l]*nll).mean().item(), rel=1e-5)          # Eq. 3: 1/N
+    w, _ = _contrastive(ce_norm='weights')
+    assert w.supervised_loss(st).item() == pytest.approx(F.cross_entropy(logits, st.y_l, weight=alpha).item(), rel=1e-5)   # their code
+
+
+def test_contrastive_entropy_in_nats_or_in_units_of_log_c():
+    m, st = _contrastive()
+    _, nats = m.unsupervised(st)
+    n, st = _contrastive(entropy_norm=True)
+    _, norm = n.unsupervised(st)
+    assert nats['loss_ent'].item() > 0
+    assert norm['loss_ent'].item() == pytest.approx(nats['loss_ent'].item()/math.log(3), rel=1e-5)
+    assert norm['loss_u'].item() == pytest.approx(nats['loss_u'].item(), rel=1e-5), 'the other terms are the same'
+
+
+@pytest.mark.parametrize('ramp', ['step', 'gaussian'])
+def test_contrastive_warm_up_turns_the_contrastive_term_off_and_the_pseudo_label_term_off_or_ramps_it(ramp):
+    m, st = _contrastive(iteration=1, iterations=100, warmup=4, pseudo_ramp=ramp)   # iteration 1 of a 4-iteration warm-up
+    loss, s = m.unsupervised(st)
+    assert s['loss_u'].item() > 0 and s['loss_contr'].item() > 0, 'both terms are computed'
+    factor = 0. if ramp == 'step' else math.exp(-5*(1 - 1/4)**2)
+    expect = factor*s['loss_u'] + 0.01*s['loss_ent']         # lambda_pseudo = 1, lambda_ent = 0.01; the contrastive term is off
+    assert loss.item() == pytest.approx(expect.item(), rel=1e-5)
+    after, st = _contrastive(iteration=4, iterations=100, warmup=4, pseudo_ramp=ramp)
+    loss, s = after.unsupervised(st)
+    assert loss.item() == pytest.approx((s['loss_u'] + 0.01*s['loss_ent'] + 0.1*s['loss_contr']).item(), rel=1e-5)
+
+
+def test_contrastive_term_divides_by_all_classes():
+    from classmix_lab.train import class_contrastive_loss
+    g = torch.Generator().manual_seed(0)
+    p, bank = torch.randn(6, 4, generator=g), torch.randn(5, 3, 4, generator=g)
+    y = torch.tensor([0, 0, 0, 2, 2, 2])
+    one = lambda c: class_contrastive_loss(p[y == c], torch.zeros(3, dtype=torch.long), bank[c:c + 1], [3])[0].item()
+    loss, _ = class_contrastive_loss(p, y, bank, [3, 3, 3, 3, 3])             # classes 0 and 2 present, of C = 5
+    assert loss.item() == pytest.approx((one(0) + one(2))/5, rel=1e-6)
+
+
+def test_contrastive_teacher_decay_rises_along_a_cosine_after_a_warm_up():
+    m, _ = _contrastive()
+    decay = lambda k, **kw: m.ema_decay(Step(k, 1000, *[None]*7), None)
+    assert decay(0) == 0 and decay(1) == pytest.approx(1 - 1/11)               # 1 - 1/(10k + 1) caps the first steps
+    assert decay(500) == pytest.approx(0.9975) and decay(250) == pytest.approx(1 - 0.0025*(1 + math.cos(math.pi/4)))
+    assert all(decay(k) <= decay(k + 1) for k in range(0, 999, 37))
+    lin, _ = _contrastive(ema_schedule='linear')
+    assert lin.ema_decay(Step(0, 1000, *[None]*7), None) == 0.995 and lin.ema_decay(Step(250, 1000, *[None]*7), None) == pytest.approx(0.99625)
