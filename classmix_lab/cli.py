@@ -96,6 +96,8 @@ def _parser():
         _engine_options(a)
     ix = sub.add_parser('index', help='rebuild reports/index.html from reports/index.json')
     ix.add_argument('--rebuild', action='store_true', help='remake reports/index.json from the run folders (runs/<sweep>/<run>/); the old one is kept as index.json.bak')
+    ix.add_argument('--readme', nargs='?', const='README.md', default=None, metavar='PATH',
+                    help='also remake the result tables of a Markdown file (default README.md): each <!-- table sweep=... columns=... --> block from the index')
     t = sub.add_parser('pretrain', help='make pretrained weights shipped in classmix_lab/weights (nbs/experiments/pretrain.ipynb): '
                                         'classmix-lab pretrain [synthstreets-sim|synthstreets-camvid] key=value ...')
     t.add_argument('params', nargs='*', metavar='[NAME] key=value', help='the weights to make (default synthstreets-sim; see sweeps.PRETRAIN), then '
@@ -211,6 +213,11 @@ def main(argv=None) -> int:
         elif args.command == 'index':
             s = load_settings()
             print(index.rebuild_index(s.reports_dir, s.runs_dir) if args.rebuild else index.write_index_html(s.reports_dir))
+            if args.readme is not None:
+                readme = Path(args.readme)
+                if not readme.is_file(): raise ParameterError(f"--readme {readme}: no such file (a Markdown file with <!-- table sweep=... --> blocks)")
+                changed = index.update_readme(readme, s.reports_dir)
+                print(f"{readme}: " + ('; '.join(f'table {c} remade' for c in changed) if changed else 'its tables already match the index'))
         elif args.command == 'pretrain':
             name = args.params.pop(0) if args.params and '=' not in args.params[0] else 'synthstreets-sim'
             if name not in PRETRAIN: raise ParameterError(f"{name!r} is neither a start to pretrain ({', '.join(PRETRAIN)}) nor key=value")

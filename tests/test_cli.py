@@ -70,3 +70,26 @@ def test_evaluate_prints_and_writes_a_runs_scores_on_another_split(tmp_path):
     assert (tmp_path/'run'/'eval_synthstreets_val.json').is_file()
     bad = cli('evaluate', str(tmp_path/'run'), 'split=test')
     assert bad.returncode == 2 and "split='test'" in bad.stderr
+
+
+def test_index_readme_remakes_the_table_blocks_from_the_index(tmp_path):
+    "`index --readme PATH` rewrites each table block's body from index.json, leaves the prose alone, and says when nothing changed."
+    import json
+    from classmix_lab.index import markdown_table
+    recs = [r for r in json.loads((Path(__file__).parents[1]/'reports'/'index.json').read_text())['runs'] if r['sweep'] == 'french']
+    reports = tmp_path/'reports'; reports.mkdir()
+    (reports/'index.json').write_text(json.dumps(dict(runs=recs)))
+    readme = tmp_path/'NOTES.md'
+    readme.write_text("# Notes\n\nprose before\n\n<!-- table sweep=french columns=miou,runs -->\n| stale | 0 |\n<!-- /table -->\n\nprose after\n")
+    env = dict(CLASSMIX_LAB_REPORTS_DIR=str(reports))
+    res = cli('index', '--readme', str(readme), env=env)
+    assert res.returncode == 0, res.stderr
+    assert 'table sweep=french columns=miou,runs remade' in res.stdout
+    text = readme.read_text()
+    assert text == ("# Notes\n\nprose before\n\n<!-- table sweep=french columns=miou,runs -->\n" + markdown_table(recs, 'french', ('miou', 'runs'))
+                    + "\n<!-- /table -->\n\nprose after\n")
+    assert '| CutMix |' in text and 'stale' not in text
+    again = cli('index', '--readme', str(readme), env=env)
+    assert again.returncode == 0 and 'its tables already match the index' in again.stdout and readme.read_text() == text
+    missing = cli('index', '--readme', str(tmp_path/'nope.md'), env=env)
+    assert missing.returncode == 2 and f"--readme {tmp_path/'nope.md'}: no such file" in missing.stderr
