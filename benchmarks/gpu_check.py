@@ -388,11 +388,16 @@ def main(argv=None) -> int:
     p.add_argument('--part', default=None, help=argparse.SUPPRESS); p.add_argument('--result', default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.part: return run_part(a.part, Path(a.result), a.dry, a.camvid_root)
+    if a.threads is not None and a.threads < 1: p.error(f"--threads {a.threads}: give 1 or more (leave it out to let torch decide)")
     if a.pack_camvid:
-        d = pack_camvid(a.camvid_root, a.pack_camvid, *a.pack_frames)
+        if min(a.pack_frames) < 1: p.error(f"--pack-frames {a.pack_frames[0]} {a.pack_frames[1]}: give at least 1 training and 1 val frame")
+        if Path(a.pack_camvid).exists() and not Path(a.pack_camvid).is_dir(): p.error(f"--pack-camvid {a.pack_camvid}: a file is there; give a folder")
+        try: d = pack_camvid(a.camvid_root, a.pack_camvid, *a.pack_frames)
+        except FileNotFoundError as e: p.error(str(e))
         print(f"CamVid: {a.pack_frames[0]} training and {a.pack_frames[1]} val frames in {d}; run the check with --camvid-root {d}")
         return 0
     out = Path(a.out) if a.out else (OUT.with_name('gpu-dry.json') if a.dry else OUT)
+    if out.is_dir(): p.error(f"--out {out}: a folder; give the JSON file to write, e.g. {out/'gpu.json'}")
     if not a.dry:
         import torch
         if not torch.cuda.is_available():

@@ -24,10 +24,10 @@ from . import synthstreets as ss
 __all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SYNTHSTREETS_SETTINGS', 'ExperimentParams', 'coerce_param', 'typed_settings',
            'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset', 'split_file',
            'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window', 'run_info',
-           'method_of', 'check_processes', 'validate', 'check_finite', 'check_start', 'run_classes', 'check_fit',
-           'available_memory', 'saved_per_image', 'check_memory', 'check_settings_used', 'Experiment', 'check_labels',
-           'class_distribution', 'run_experiment', 'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model',
-           'load_metrics', 'evaluate_run']
+           'method_of', 'check_processes', 'validate', 'check_imagenet', 'check_finite', 'check_start', 'run_classes',
+           'check_fit', 'available_memory', 'saved_per_image', 'check_memory', 'check_settings_used', 'Experiment',
+           'check_labels', 'class_distribution', 'run_experiment', 'TrainedRun', 'finished_experiment', 'run_title',
+           'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -201,7 +201,8 @@ def labeled_names(p:ExperimentParams, names:list) -> list:
     if f is None: return labeled_split(names, str(p.labeled), p.split_seed)
     chosen, known = load_split(f), set(names)
     missing = [n for n in chosen if n not in known]
-    if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. {missing[0]!r}")
+    if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. "
+                                     f"{missing[0]!r} (its names are paths in the dataset's folder, such as {names[0]!r})")
     return chosen
 
 def holdout_names(p:ExperimentParams, names:list) -> list:
@@ -321,7 +322,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         raise ParameterError(f"dataset={p.dataset!r} has no validation split: it is a source domain for domain adaptation, not a semi-supervised benchmark")
     if p.init in PRETRAINED and not pretrained_path(p.init).is_file():
         raise ParameterError(f"init={p.init!r}: its weights file {pretrained_path(p.init)} is missing; make it with nbs/experiments/pretrain.ipynb")
-    if p.init == 'imagenet': imagenet_file(p.model)   # fetched into torchvision's cache now if it is one of its files, else one line saying how
+    if p.init == 'imagenet': check_imagenet(p.model)   # fetched into torchvision's cache now if it is one of its files, and loaded once
     if p.init not in ('none', 'imagenet', *PRETRAINED) and not Path(p.init).is_file():
         raise ParameterError(f"init={p.init!r} is not one of: none, imagenet, {', '.join(PRETRAINED)}, or an existing checkpoint file")
     check_start(p)
@@ -337,6 +338,20 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     check_memory(p)
     ensure_dir(p.out_dir, 'out_dir')
     return p
+
+# %% ../nbs/08_experiment.ipynb #513e5965
+_IMAGENET_CHECKED = {}
+
+def check_imagenet(model:str): # a key of `MODELS`
+    """Refuse, before a run touches its folder, an ImageNet file that would fail to load into `model` (damaged, or another
+    network under its name): `load_imagenet` into a 2-class model, once per file version in this process."""
+    path = imagenet_file(model)
+    key = (model, str(path), path.stat().st_mtime_ns, path.stat().st_size)
+    if key not in _IMAGENET_CHECKED:
+        with warnings.catch_warnings():   # its warnings (not the published file) are the run's to record
+            warnings.simplefilter('ignore'); load_imagenet(get_model(model, 2), model)
+        _IMAGENET_CHECKED[key] = True
+    return path
 
 # %% ../nbs/08_experiment.ipynb #5da491c8
 def check_finite(p:ExperimentParams):

@@ -559,7 +559,10 @@ def load_imagenet(model:nn.Module, # the model to fill, built as `get_model(name
                   name:str) -> dict: # its key in `MODELS`
     "Fill the encoder of `model` with its ImageNet weights; the `load_weights` report, with the file (and a warning if it is not the published file)."
     path = imagenet_file(name)
-    try: rep = dict(load_weights(model, read_state_dict(path)), file=str(path))
+    try:
+        rep = dict(load_weights(model, read_state_dict(path)), file=str(path))
+        extra = [k for k in rep['unexpected'] if not is_head(model, k)]   # an encoder the model lacks parts of: another network under the name
+        if extra: raise ParameterError(f"it holds {len(extra)} encoder tensors the model has no place for, e.g. {extra[0]!r}")
     except ParameterError as e:
         raise ParameterError(f"init='imagenet' for model={name!r}: {path} is not the ImageNet {imagenet_weights(name)} the model needs ({e}); "
                              "delete it to have it fetched again") from None

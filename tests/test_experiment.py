@@ -117,6 +117,9 @@ def test_a_split_file_is_the_labeled_set(tmp_path, monkeypatch):
     save_split(tmp_path/'bad.txt', ['train/0001TP_999999.png'])
     with pytest.raises(ParameterError, match=r"bad\.txt': 1 of its 1 names are not in camvid's training split, e.g. 'train/0001TP_999999.png'"):
         validate(_real_dataset_params(tmp_path, dataset='camvid', labeled=str(tmp_path/'bad.txt')))
+    save_split(tmp_path/'bare.txt', ['0001TP_006750.png'])   # a file name without its folder: the message shows the form the names take
+    with pytest.raises(ParameterError, match=r"e.g. '0001TP_006750.png' \(its names are paths in the dataset's folder, such as 'train/0001TP_"):
+        validate(_real_dataset_params(tmp_path, dataset='camvid', labeled=str(tmp_path/'bare.txt')))
 
 
 @pytest.mark.skipif(not (Path(__file__).parent.parent.parent/'shared'/'data'/'camvid').is_dir(), reason='the real CamVid is not present')

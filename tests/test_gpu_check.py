@@ -70,3 +70,18 @@ def test_part_of_camvid_is_packed_in_its_layout(tmp_path):
     assert res.returncode == 0, res.stderr
     assert len(get_dataset('camvid', 'train', root=tmp_path/'packed')) == 3 and len(get_dataset('camvid', 'val', root=tmp_path/'packed')) == 1
     assert (tmp_path/'packed'/'train.txt').read_text().count('\n') == 3
+
+
+@pytest.mark.parametrize('args, says', [
+    (['--dry', '--parts', 'env', '--out', '{tmp}'], 'a folder; give the JSON file to write'),
+    (['--dry', '--parts', 'env', '--threads', '0'], '--threads 0: give 1 or more'),
+    (['--pack-camvid', '{tmp}/afile'], 'a file is there; give a folder'),
+    (['--pack-camvid', '{tmp}/packed', '--pack-frames', '-1', '0'], '--pack-frames -1 0: give at least 1 training and 1 val frame'),
+    (['--pack-camvid', '{tmp}/packed', '--camvid-root', '{tmp}/nowhere'], 'no CamVid at'),
+])
+def test_bad_arguments_get_one_line_and_exit_2(tmp_path, args, says):
+    "A folder as --out, no threads, packing onto a file, negative frame counts, no CamVid: the usage line and one error line, no traceback."
+    (tmp_path/'afile').write_text('mine')
+    res = check(*[a.format(tmp=tmp_path) for a in args], cwd=tmp_path)
+    assert res.returncode == 2 and says in res.stderr and 'Traceback' not in res.stderr, res.stderr
+    assert (tmp_path/'afile').read_text() == 'mine' and not (tmp_path/'packed').exists()

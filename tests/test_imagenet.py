@@ -118,13 +118,17 @@ def test_offline_and_uncached_is_one_clear_error(torch_home):
             imagenet_file(model)
 
 
-@pytest.mark.parametrize('damage', ['truncated', 'other-network'])
+@pytest.mark.parametrize('damage', ['truncated', 'other-network', 'deeper-network'])
 def test_a_wrong_cache_file_is_named(torch_home, damage):
+    "A damaged file, or another ResNet under resnet18's name (resnet50: other shapes; resnet34: the same shapes and more blocks), is refused by name."
     path, _ = _cache_resnet18(torch_home)
     if damage == 'truncated': path.write_bytes(path.read_bytes()[:1000])
-    else: torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)   # another ResNet under resnet18's name
+    else: torch.save(getattr(torchvision.models, 'resnet50' if damage == 'other-network' else 'resnet34')(weights=None).state_dict(), path)
     with pytest.raises(ParameterError, match=f"{path}"):
         load_imagenet(get_model('swiftnet-rn18', 11), 'swiftnet-rn18')
+    if damage == 'deeper-network':
+        with pytest.raises(ParameterError, match=r"encoder tensors the model has no place for, e.g. 'backbone.layer1.2"):
+            load_imagenet(get_model('swiftnet-rn18', 11), 'swiftnet-rn18')
 
 
 def test_models_without_imagenet_weights_and_missing_packages_are_refused(monkeypatch):
@@ -149,6 +153,11 @@ def test_an_imagenet_run_records_its_start(tmp_path, monkeypatch, torch_home):
         validate(ExperimentParams(**base, model='swiftnet-rn18', out_dir=str(tmp_path/'rn')))
     assert not (tmp_path/'rn'/'checkpoint.pt').exists()
     path, _ = _cache_resnet18(torch_home)
+    good = path.read_bytes(); path.write_bytes(good[:1000])   # a damaged cache file: refused by validate too, not inside the run
+    with pytest.raises(ParameterError, match=f"{path} is not the ImageNet resnet18 the model needs"):
+        validate(ExperimentParams(**base, model='swiftnet-rn18', out_dir=str(tmp_path/'rn')))
+    assert not (tmp_path/'rn').exists()
+    path.write_bytes(good)
     with pytest.warns(UserWarning, match='not the published file'):
         m = run_experiment(ExperimentParams(**base, model='swiftnet-rn18', out_dir=str(tmp_path/'rn')), progress=None).metrics
     assert m['init']['file'] == str(path) and m['init']['warnings']
