@@ -183,10 +183,11 @@ CAMVID_ROWS = [('Supervised', dict(method='supervised')),
                ('CowMix, CamVid settings', dict(method='cowmix', preset='french', **CAMVID_SETTINGS)),
                ('ClassMix, CamVid settings', dict(method='classmix', **CAMVID_SETTINGS)),
                ('Contrastive memory bank', dict(method='contrastive')),
+               ('Structured consistency, CamVid settings', dict(method='structured', preset='french', **CAMVID_SETTINGS)),
                ('Fully supervised', dict(method='supervised', labeled='all')),
                *[(l, kw) for l, kw in METHOD_ROWS if l != 'Supervised' and l != 'Contrastive memory bank']]   # the papers' plain settings
 CAMVID_REPEATED = ('Supervised', 'CutMix, CamVid settings', 'CowMix, CamVid settings', 'ClassMix, CamVid settings',
-                   'Contrastive memory bank', 'Fully supervised')   # on every split
+                   'Contrastive memory bank', 'Structured consistency, CamVid settings', 'Fully supervised')   # on every split
 CAMVID_FIRST = ('Supervised', 'ClassMix, CamVid settings', 'Fully supervised')   # run first, on every split: the gain and its room
 
 def _paper(label:str):

@@ -55,3 +55,14 @@ def test_experiment_template_parameters_match_the_library():
 def test_readme_commands_are_the_ci_commands():
     readme, ci = (ROOT/'README.md').read_text(), (ROOT/'.ci'/'run').read_text()
     assert 'make test' in ci and 'make test' in readme and 'make demo' in readme
+
+def test_readme_result_tables_are_the_index():
+    "Every result table of the README is a generated block that matches reports/index.json (`classmix-lab index --readme` remakes them)."
+    from classmix_lab.index import readme_tables, read_index, _TABLE
+    text = (ROOT/'README.md').read_text()
+    blocks = [m.group('args') for m in _TABLE.finditer(text)]
+    assert {'sweep=french', 'sweep=methods', 'sweep=camvid'} <= {a.split()[0] for a in blocks}, blocks
+    assert readme_tables(text, read_index(ROOT/'reports')) == text, 'README tables differ from reports/index.json: run classmix-lab index --readme'
+    in_tables = {i for m in _TABLE.finditer(text) for i in range(text[:m.start()].count('\n'), text[:m.end()].count('\n') + 1)}
+    loose = [i + 1 for i, l in enumerate(text.split('\n')) if l.startswith('| ') and 'mIoU' in l and i not in in_tables]
+    assert not loose, f'README lines {loose}: a result table outside a generated block'
