@@ -334,9 +334,12 @@ def test_a_diverging_run_is_recorded_failed_never_ok(lab_dirs, capsys):
 
 # --- 8. Ctrl-C ----------------------------------------------------------------------------------------------------------
 
-def _start(args):
+def _start(args, sigint=signal.SIG_DFL):
+    """The CLI in the background, with SIGINT as a terminal gives it (`sigint`): a test suite started as a background job
+    (`make test &`) passes SIGINT on ignored, and a process that starts with SIGINT ignored keeps ignoring it."""
     env = {**os.environ, 'OMP_NUM_THREADS': '1'}
-    return subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    return subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
 
 def _wait_rows(log:Path, n:int, proc):
     for _ in range(1200):
@@ -374,6 +377,18 @@ def test_ctrl_c_stops_with_one_line_and_the_run_resumes(lab_dirs, to):
         res = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=600, env={**os.environ, 'OMP_NUM_THREADS': '1'})
         assert res.returncode == 0 and f"resumed from {run/'checkpoint.pt'} at iteration {j}" in res.stdout, res.stdout[-2000:] + res.stderr[-2000:]
         assert _index(lab_dirs)['r']['status'] == 'ok'
+
+
+@pytest.mark.slow
+def test_a_run_started_with_ctrl_c_ignored_ignores_it(lab_dirs):
+    "`classmix-lab sweep ... &` from a script (SIGINT ignored, as for `nohup`) is not stopped by a Ctrl-C meant for the terminal's foreground job."
+    run = lab_dirs/'runs'/'ci'/'r'
+    proc = _start(['run', *_args(method='supervised', iterations=12), '--sweep', 'ci', '--name', 'r'], sigint=signal.SIG_IGN)
+    _wait_rows(run/'log.jsonl', 3, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out[-2000:] + err[-3000:]
+    assert _index(lab_dirs)['r']['status'] == 'ok' and len(_strict_json_lines(run/'log.jsonl')) >= 12
 
 
 def test_after_ctrl_c_asyncio_says_nothing_of_the_cells_it_stopped():
