@@ -216,9 +216,14 @@ def expand_grid(base:dict|None=None, # parameters shared by every run
     keys = list(grid)
     return [{**(base or {}), **dict(zip(keys, vals))} for vals in itertools.product(*(grid[k] for k in keys))]
 
+def _split_file(labeled) -> bool:
+    "Whether a `labeled` value names a split file (not a count, a fraction such as '1/8', or 'all')."
+    return isinstance(labeled, (str, Path)) and not re.fullmatch(r'\s*\d+\s*/\s*\d+\s*', str(labeled)) and ('/' in str(labeled) or str(labeled).endswith('.txt'))
+
 def run_name(params:dict, keys=('method', 'labeled', 'seed')) -> str:
-    "A file-safe run name from some of its parameters."
-    s = '_'.join(f"{k}-{params[k]}" if k != 'method' else str(params[k]) for k in keys if k in params)
+    "A file-safe run name from some of its parameters; a split file is named by its file name's stem, never its path."
+    val = lambda k: Path(params[k]).stem if k == 'labeled' and _split_file(params[k]) else params[k]
+    s = '_'.join(f"{k}-{val(k)}" if k != 'method' else str(params[k]) for k in keys if k in params)
     return re.sub(r'[^A-Za-z0-9_.+-]', '-', s.replace('/', 'of')).lstrip('.')
 
 _NAME = re.compile(r'[A-Za-z0-9_+-][A-Za-z0-9_.+-]{0,119}')
@@ -244,7 +249,8 @@ def default_run_name(params:dict, template:str='experiment') -> str:
     else:
         canon, defaults = dict(params), template_parameters(template)
         readable = readable or re.sub(r'[^A-Za-z0-9_.+-]', '-', Path(template).stem).lstrip('.') or 'run'
-    other = {k: v for k, v in canon.items() if k not in (*_NOT_IN_NAME, 'method', 'labeled', 'seed') and v != defaults.get(k)}
+    named = ('method', 'seed') if _split_file(canon.get('labeled')) else ('method', 'labeled', 'seed')   # a split's folder is in the hash
+    other = {k: v for k, v in canon.items() if k not in (*_NOT_IN_NAME, *named) and v != defaults.get(k)}
     if not other: return readable
     return f"{readable}_{hashlib.sha256(json.dumps(other, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
 
