@@ -1,13 +1,14 @@
 # classmix_lab: the two commands of the README.
 #   make demo  - set up (a virtual environment in .venv) and run the demo; prints the path of reports/index.html
 #   make test  - set up with the development tools and run every test
+#   make test-fast - the tests that run no notebook, no training run and no browser (a contributor's minute)
 # PYTHON picks the interpreter that creates the environment (3.10 or newer).
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test setup setup-dev export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
+.PHONY: demo test test-fast setup setup-dev export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,9 @@ demo: setup
 test: setup-dev
 	$(BIN)/python -m pytest -ra
 	$(BIN)/nbdev-test --n-workers 2
+
+test-fast: setup-dev
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m 'not slow and not browser' --durations=5
 
 # regenerate classmix_lab/ from nbs/ (never edit classmix_lab/ by hand)
 export: setup-dev

@@ -116,7 +116,9 @@ def method_trainer(name:str, device, size, model:str='deeplabv2-tiny', classes:i
     import torch
     from step import batches
     from classmix_lab.model import get_model
-    from classmix_lab.train import Trainer, TrainConfig, RunInfo, make_method
+    from classmix_lab.train import Trainer, TrainConfig
+    from classmix_lab.methods.base import RunInfo
+    from classmix_lab.methods.registry import make_method
     torch.manual_seed(0)
     method = make_method(name)
     lab, unl = batches(b, size, classes, device, 0)
@@ -129,7 +131,7 @@ def method_trainer(name:str, device, size, model:str='deeplabv2-tiny', classes:i
 def part_sync_debug(part:Part):
     import warnings
     import torch
-    from classmix_lab.train import METHODS
+    from classmix_lab.methods.registry import METHODS
     dev = part.device
     cuda, size, out, bad = dev.type == 'cuda', ((32, 64) if part.dry else (256, 512)), {}, []
     for name, spec in METHODS.items():
@@ -229,7 +231,7 @@ def part_compile(part:Part):
 def part_torchrun(part:Part):
     import torch
     from dataclasses import asdict, replace
-    from classmix_lab.distributed import launch
+    from classmix_lab.launch import launch
     from classmix_lab.experiment import ExperimentParams, run_experiment
     dev = part.device
     work = Path(tempfile.mkdtemp(prefix='gpu-check-torchrun-'))

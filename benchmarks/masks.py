@@ -90,7 +90,8 @@ def ssl_step_ms(model:str, device, batch:int, height:int, width:int, num_classes
     "Milliseconds per ClassMix training step (labeled CE, teacher, masks, mixed student pass, SGD, EMA) of `model`."
     from classmix_lab.model import get_model
     from classmix_lab.data import TensorBatches
-    from classmix_lab.train import Trainer, TrainConfig, make_method
+    from classmix_lab.train import Trainer, TrainConfig
+    from classmix_lab.methods.registry import make_method
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (2*batch, 3, height, width), dtype=torch.uint8, generator=g)
     y = torch.randint(0, num_classes, (2*batch, height, width), dtype=torch.uint8, generator=g)

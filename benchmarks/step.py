@@ -34,7 +34,9 @@ sys.path.insert(0, str(ROOT))
 from classmix_lab.config import IGNORE_INDEX
 from classmix_lab.data import TensorBatches
 from classmix_lab.model import get_model, param_groups
-from classmix_lab.train import Trainer, TrainConfig, RunInfo, make_method, AUTOCAST
+from classmix_lab.train import Trainer, TrainConfig, AUTOCAST
+from classmix_lab.methods.base import RunInfo
+from classmix_lab.methods.registry import make_method
 
 #: dense bf16 peak TFLOP/s of the GPUs the lab is run on (vendor data sheets, without sparsity)
 BF16_PEAK_TFLOPS = {'H200': 989., 'H100': 989., 'A100': 312., 'L40S': 362., 'A10': 125., 'RTX 4090': 165., 'RTX 3090': 71.}

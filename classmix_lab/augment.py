@@ -13,9 +13,9 @@ from .config import IGNORE_INDEX, ParameterError
 from .masks import full_precision
 
 # %% auto #0
-__all__ = ['colour_jitter', 'gaussian_blur', 'strong_augment', 'affine_grid', 'valid_mask', 'warp', 'random_affine',
-           'photometric', 'control_points', 'tps_fit', 'tps_eval', 'pixel_centres', 'tps_grid', 'rgb_to_hsv',
-           'hsv_to_rgb', 'phtps_photometric']
+__all__ = ['colour_jitter', 'blur_images', 'strong_augment', 'affine_grid', 'valid_mask', 'warp', 'random_affine', 'photometric',
+           'control_points', 'tps_fit', 'tps_eval', 'pixel_centres', 'tps_grid', 'rgb_to_hsv', 'hsv_to_rgb',
+           'phtps_photometric']
 
 # %% ../nbs/03a_augment.ipynb #580be957
 def _check_generator(generator, device):
@@ -74,8 +74,10 @@ def colour_jitter(x:torch.Tensor, # (B, 3, H, W) images in [0, 1]
     return torch.einsum('ij,bjhw->bihw', inv_m, yiq).clamp(0, 1)
 
 @full_precision
-def gaussian_blur(x:torch.Tensor, sigma, size_frac:float=0.1) -> torch.Tensor:
-    "Separable Gaussian blur (`sigma` a float or 0-d tensor) with a kernel of `size_frac` of the image in each direction (odd, >= 3)."
+def blur_images(x:torch.Tensor, sigma, size_frac:float=0.1) -> torch.Tensor:
+    """The thesis's blur of a batch of images (B, C, H, W): separable Gaussian, `sigma` a float or 0-d tensor, a kernel of
+    `size_frac` of the image in each direction (odd, >= 3). (`classmix_lab.masks.gaussian_blur` smooths cow-mask noise:
+    one sigma per sample, a kernel of 4 sigmas, as scipy's.)"""
     out, sigma = x, _on(sigma, x)
     for dim, n in ((2, x.shape[-2]), (3, x.shape[-1])):
         k = max(3, int(n*size_frac)//2*2 + 1)
@@ -92,7 +94,7 @@ def strong_augment(x:torch.Tensor, generator:torch.Generator|None=None, p_jitter
     "Colour jitter and Gaussian blur, each applied to the whole batch with its probability (no host synchronisation)."
     u = torch.rand(3, generator=generator, device=x.device)
     x = colour_jitter(x, generator, strength*(u[0] < p_jitter).to(x.dtype))
-    blurred = gaussian_blur(x, sigma[0] + (sigma[1] - sigma[0])*u[2])
+    blurred = blur_images(x, sigma[0] + (sigma[1] - sigma[0])*u[2])
     return torch.where(u[1] < p_blur, blurred, x)
 
 # %% ../nbs/03a_augment.ipynb #f28f7de5

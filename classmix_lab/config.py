@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['IGNORE_INDEX', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'parse_numbers', 'read_utf8', 'Settings',
-           'find_settings_file', 'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
+__all__ = ['IGNORE_INDEX', 'HOW_IT_RUNS', 'SECTION', 'ENV_PREFIX', 'ParameterError', 'check_choice', 'parse_numbers', 'read_utf8',
+           'Settings', 'find_settings_file', 'load_settings', 'resolve_device', 'atomic_write', 'ensure_dir']
 
 # %% ../nbs/00_config.ipynb #2e8c4915
 class ParameterError(ValueError):
@@ -49,6 +49,10 @@ def read_utf8(path:Path|str, # a text file a user wrote (a split, a list, a sett
 
 # %% ../nbs/00_config.ipynb #6da3764d
 IGNORE_INDEX = 255  # the label value that no loss and no metric ever counts
+
+#: the parameters of how a run executes, not of what it computes: a finished run given other values of them is the same
+#: run (not run again, its name unchanged), and an interrupted one resumes with them
+HOW_IT_RUNS = ('out_dir', 'device', 'compare_with', 'workers', 'log_every', 'checkpoint_every', 'rdzv_endpoint', 'tensorboard', 'compile')
 
 # %% ../nbs/00_config.ipynb #4fa31d20
 SECTION = 'classmix_lab'

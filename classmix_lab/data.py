@@ -378,10 +378,14 @@ class LoaderBatches:
 
     def __len__(self): return len(self.ds)
     def __iter__(self): return self
-    def _start(self):
+    def batch_sampler(self, batch_size:int|None=None) -> torch.utils.data.Sampler:
+        "The keys of the stream's batches (of `batch_size`, default its own) from where it stands; a data-parallel shard slices them."
         keys = (_EndlessSampler(len(self.ds), self.seed, self.consumed) if self.by_class is None
                 else _ClassUniformSampler(self.by_class, self.seed, self.consumed))
-        sampler = torch.utils.data.BatchSampler(keys, self.batch_size, drop_last=False)
+        return torch.utils.data.BatchSampler(keys, batch_size or self.batch_size, drop_last=False)
+
+    def _start(self):
+        sampler = self.batch_sampler()
         dl = torch.utils.data.DataLoader(_Items(self.ds, self.transform, self.labels), batch_sampler=sampler, num_workers=self.workers,
                                          collate_fn=_Collate(self.ds.names), pin_memory=self.device.type == 'cuda')
         return iter(dl)

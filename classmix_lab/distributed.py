@@ -6,22 +6,17 @@ Docs: https://github.com/classmix-lab/classmix_lab/distributed.html.md"""
 
 # %% ../nbs/13_distributed.ipynb #0cee947e
 from __future__ import annotations
-import hashlib, json, os, subprocess, sys, time
-from collections import deque
+import os
 from dataclasses import dataclass
-from pathlib import Path
 import numpy as np
 import torch, torch.distributed as dist
-from .config import ParameterError, atomic_write, resolve_device
-from .data import (TensorBatches, LoaderBatches, DomainBatches, _EndlessSampler, _ClassUniformSampler, _Items,
-                               _Collate)
+from .config import ParameterError, resolve_device
+from .data import TensorBatches, LoaderBatches, DomainBatches
 from .metrics import ConfusionMatrix
 
 # %% auto #0
-__all__ = ['LAUNCH_FILE', 'JOIN_FRESH_S', 'Rank', 'rank_info', 'rank_seed', 'init_process_group', 'barrier', 'mean_over_ranks_',
-           'nan_mean_over_ranks', 'gather_objects', 'same_on_every_rank', 'reduce_evaluation', 'TensorShard',
-           'LoaderShard', 'shard', 'launch_dir', 'rendezvous_id', 'torchrun_command', 'die_with_parent', 'launch',
-           'join', 'worker', 'main']
+__all__ = ['Rank', 'rank_info', 'rank_seed', 'init_process_group', 'barrier', 'mean_over_ranks_', 'nan_mean_over_ranks',
+           'gather_objects', 'same_on_every_rank', 'reduce_evaluation', 'TensorShard', 'LoaderShard', 'shard']
 
 # %% ../nbs/13_distributed.ipynb #e3214371
 @dataclass(frozen=True)
@@ -139,13 +134,9 @@ class LoaderShard(LoaderBatches):
         new.rank, new.global_batch, new.batch_size, new._it = rank, src.batch_size, src.batch_size//world_size, None
         return new
 
-    def _start(self):
-        keys = (_EndlessSampler(len(self.ds), self.seed, self.consumed) if self.by_class is None
-                else _ClassUniformSampler(self.by_class, self.seed, self.consumed))
-        sampler = _Slices(torch.utils.data.BatchSampler(keys, self.global_batch, drop_last=False), self.rank, self.batch_size)
-        dl = torch.utils.data.DataLoader(_Items(self.ds, self.transform, self.labels), batch_sampler=sampler, num_workers=self.workers,
-                                         collate_fn=_Collate(self.ds.names), pin_memory=self.device.type == 'cuda')
-        return iter(dl)
+    def batch_sampler(self):
+        "Rank `rank`'s slice of each global batch of keys."
+        return _Slices(super().batch_sampler(self.global_batch), self.rank, self.batch_size)
 
     def __next__(self):
         x, y = super().__next__()
@@ -159,116 +150,3 @@ def shard(src, rank:Rank|None):
     if isinstance(src, TensorBatches): return TensorShard(src, rank.rank, rank.world_size)
     if isinstance(src, LoaderBatches): return LoaderShard.of(src, rank.rank, rank.world_size)
     raise ParameterError(f"cannot split batches of {type(src).__name__} between processes")
-
-# %% ../nbs/13_distributed.ipynb #aa3e4cde
-LAUNCH_FILE = 'launch.json'
-JOIN_FRESH_S = 600  # a node that joins takes a launch file written at most this long before it started
-
-def launch_dir(run_dir) -> Path: return Path(run_dir)/'distributed'
-
-def rendezvous_id(run_dir) -> str:
-    "The rendezvous id of a run: the Slurm job's, or one made from the run folder's path."
-    job = os.environ.get('SLURM_JOB_ID')
-    return f"classmix-{job}" if job else 'classmix-' + hashlib.sha256(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
-
-def torchrun_command(run_dir, nproc:int, nnodes:int=1, rdzv_endpoint:str='', rdzv_id:str='') -> list:
-    "The command that starts this node's `nproc` worker processes of the run in `run_dir`."
-    cmd = [sys.executable, '-m', 'torch.distributed.run', f'--nproc-per-node={nproc}']
-    if nnodes > 1: cmd += [f'--nnodes={nnodes}', '--rdzv-backend=c10d', f'--rdzv-endpoint={rdzv_endpoint}', f'--rdzv-id={rdzv_id or rendezvous_id(run_dir)}']
-    else: cmd += ['--standalone']
-    return cmd + ['-m', 'classmix_lab.distributed', 'worker', str(Path(run_dir).resolve())]
-
-# %% ../nbs/13_distributed.ipynb #da886fa7
-_DIE_WITH_PARENT = "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 15); os.execv(sys.argv[1], sys.argv[1:])"   # PR_SET_PDEATHSIG: SIGTERM
-
-def die_with_parent(sig:int=9):
-    "Linux: this process gets signal `sig` when its parent dies (so no training process outlives a killed launcher)."
-    if sys.platform.startswith('linux'):
-        import ctypes
-        try: ctypes.CDLL(None).prctl(1, int(sig))
-        except (OSError, AttributeError): pass
-
-def _run_streamed(cmd:list, progress:bool, env:dict|None=None) -> tuple:
-    "Run `cmd` (on Linux, dying with this process), printing its output lines as they come when `progress`; (exit status, its last lines)."
-    tail = deque(maxlen=40)
-    if sys.platform.startswith('linux'): cmd = [sys.executable, '-c', _DIE_WITH_PARENT, *cmd]   # torchrun then stops its workers
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env) as proc:
-        try:
-            for line in proc.stdout:
-                tail.append(line.rstrip('\n'))
-                if progress: print(line, end='', flush=True)
-        except BaseException:   # an interrupted launcher takes its workers with it
-            proc.terminate()
-            try: proc.wait(30)
-            except subprocess.TimeoutExpired: proc.kill()
-            raise
-    return proc.returncode, list(tail)
-
-def _worker_env(nproc:int) -> dict:
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
-    env.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1)//max(1, nproc))))   # torchrun would set 1
-    return env
-
-def _raise_worker_error(d:Path, rc:int, tail:list):
-    "Raise what the lowest rank that failed recorded, as its own kind of error when it is the lab's."
-    from classmix_lab.data import DatasetError
-    errs = sorted(d.glob('error-rank*.json'), key=lambda f: int(f.stem.removeprefix('error-rank')))
-    if errs:
-        e = json.loads(errs[0].read_text())
-        kind = {'ParameterError': ParameterError, 'DatasetError': DatasetError}.get(e['type'], RuntimeError)
-        raise kind(e['message'] if kind is not RuntimeError else f"{e['type']} in rank {e['rank']}: {e['message']}")
-    raise RuntimeError(f"the training processes exited with status {rc}; their last lines:\n" + '\n'.join(tail[-15:]))
-
-def launch(run_dir, params:dict, nproc:int, nnodes:int=1, rdzv_endpoint:str='', progress:bool=True):
-    "Train the run of `params` in `run_dir` in `nproc` processes on this node (of `nnodes`), through torchrun; raise what a worker raised."
-    d = launch_dir(run_dir); d.mkdir(parents=True, exist_ok=True)
-    for f in d.glob('error-rank*.json'): f.unlink()
-    rid = rendezvous_id(run_dir)
-    atomic_write(d/LAUNCH_FILE, json.dumps(dict(params=params, nproc=nproc, nnodes=nnodes, rdzv_endpoint=rdzv_endpoint, rdzv_id=rid,
-                                                launched_at=time.time()), indent=1))
-    rc, tail = _run_streamed(torchrun_command(run_dir, nproc, nnodes, rdzv_endpoint, rid), progress, _worker_env(nproc))
-    if rc != 0: _raise_worker_error(d, rc, tail)
-
-def join(run_dir, timeout:float=600., progress:bool=True) -> int:
-    "Start this node's processes of the multi-node run another node launched in `run_dir` (a shared folder); its exit status."
-    f, t0 = launch_dir(run_dir)/LAUNCH_FILE, time.time()
-    while True:
-        spec = json.loads(f.read_text()) if f.is_file() else None
-        if spec and spec['launched_at'] >= t0 - JOIN_FRESH_S: break
-        if time.time() - t0 > timeout: raise ParameterError(f"{f}: no launch of the run within {timeout:.0f} s; start the first node's run (nnodes=..., rdzv_endpoint=...) with this folder as out_dir")
-        time.sleep(1)
-    cmd = torchrun_command(run_dir, spec['nproc'], spec['nnodes'], spec['rdzv_endpoint'], spec['rdzv_id'])
-    return _run_streamed(cmd, progress, _worker_env(spec['nproc']))[0]
-
-# %% ../nbs/13_distributed.ipynb #02bff309
-def worker(run_dir) -> int:
-    "One training process of the run in `run_dir` (started by torchrun): `run_experiment` of its launch file, in the process group."
-    from classmix_lab.experiment import ExperimentParams, run_experiment
-    d = launch_dir(run_dir)
-    p = ExperimentParams.from_dict(json.loads((d/LAUNCH_FILE).read_text())['params'])
-    rank = None
-    die_with_parent()   # a killed torchrun takes this process with it
-    try:
-        rank, _ = init_process_group(p.device)
-        run_experiment(p, progress='log' if rank.main else None)
-        barrier()   # nobody leaves before rank 0 has written the results
-        return 0
-    except BaseException as e:
-        r = rank.rank if rank is not None else int(os.environ.get('RANK', 0))
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
-        atomic_write(d/f'error-rank{r}.json', json.dumps(dict(rank=r, type=type(e).__name__, message=msg)))
-        raise
-    finally:
-        if dist.is_initialized(): dist.destroy_process_group()
-
-def main(argv=None) -> int:
-    "`python -m classmix_lab.distributed worker RUN_DIR` (what torchrun starts) or `join RUN_DIR [TIMEOUT_S]` (another node of a run)."
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) >= 2 and args[0] == 'worker': return worker(args[1])
-    if len(args) >= 2 and args[0] == 'join':
-        try: return join(args[1], float(args[2]) if len(args) > 2 else 600.)
-        except ParameterError as e: print(f"error: {e}", file=sys.stderr); return 2
-    print("usage: python -m classmix_lab.distributed worker RUN_DIR | join RUN_DIR [TIMEOUT_S]", file=sys.stderr)
-    return 2
-
-if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())

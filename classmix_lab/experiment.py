@@ -16,18 +16,21 @@ from .data import (DatasetError, labeled_split, labeled_count, save_split, load_
 from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS, FOLDER_PREFIX, _CLASS_SETS
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes, imagenet_file, imagenet_weights, load_imagenet
 from .metrics import evaluate, tensor_batches
-from .train import METHODS, OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, RunInfo, make_method, method_settings, read_checkpoint, _coerce
-from .distributed import rank_info, shard, reduce_evaluation, same_on_every_rank, launch
+from .methods.registry import METHODS, make_method, method_settings, _coerce
+from .train import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, read_checkpoint, per_iteration
+from .methods.base import RunInfo
+from .distributed import rank_info, shard, reduce_evaluation, same_on_every_rank
+from .launch import launch
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SYNTHSTREETS_SETTINGS', 'ExperimentParams', 'coerce_param', 'typed_settings',
-           'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset', 'split_file',
-           'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window', 'run_info',
-           'method_of', 'check_processes', 'validate', 'check_imagenet', 'check_finite', 'check_start', 'run_classes',
-           'check_fit', 'available_memory', 'saved_per_image', 'check_memory', 'check_settings_used', 'Experiment',
-           'check_labels', 'class_distribution', 'run_experiment', 'TrainedRun', 'finished_experiment', 'run_title',
-           'load_run_model', 'load_metrics', 'evaluate_run']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SHARED_CLASSES', 'SYNTHSTREETS_SETTINGS', 'ExperimentParams', 'coerce_param',
+           'typed_settings', 'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset',
+           'split_label', 'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches',
+           'eval_window', 'train_config', 'run_info', 'method_of', 'check_processes', 'validate', 'check_imagenet',
+           'check_finite', 'check_start', 'run_classes', 'check_fit', 'available_memory', 'saved_per_image',
+           'check_memory', 'check_settings_used', 'Experiment', 'check_labels', 'class_distribution', 'run_experiment',
+           'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -53,8 +56,12 @@ class ExperimentParams:
     batch_size: int = 8  # labeled images per step
     batch_size_u: int = 8  # unlabeled images per step
     lr: float = 0.0025  # base learning rate (the classifier learns at 10x); fine-tuning from the sim-pretrained weights
-    optimizer: str = 'sgd'  # 'sgd' (momentum 0.9, weight decay 5e-4) or 'adam' (no weight decay, French et al.)
-    schedule: str = 'poly'  # learning-rate schedule: 'poly' (power 0.9) or 'constant'
+    optimizer: str = 'sgd'  # 'sgd' or 'adam' (no weight decay, French et al.)
+    schedule: str = 'poly'  # learning-rate schedule: 'poly' or 'constant'
+    momentum: float = 0.9  # SGD's momentum
+    weight_decay: float = 5e-4  # SGD's weight decay (Adam runs without)
+    poly_power: float = 0.9  # the poly schedule's power: lr_k = lr (1 - k/K)^power
+    classifier_lr_mult: float = 10.  # the rate multiplier of randomly initialised layers (the classifier, a method's heads)
     freeze_bn: bool = False  # BatchNorm in eval mode with its pretrained statistics, not trained (French et al. Appendix C.3)
     label_relax: int = 1  # boundary label relaxation window of the supervised loss (Kim et al. Eq. 2; odd; 1: cross-entropy)
     class_uniform: bool = False  # draw labeled images class-uniformly (a class, then an image holding it) instead of by permutation
@@ -74,7 +81,7 @@ class ExperimentParams:
     crop: str = 'auto'  # training crop: 'auto' (the papers' for the dataset: VOC 321, GTA5/SYNTHIA 512), 'none', 512 or '512x1024'
     workers: int = 4  # processes that read images from disk (datasets streamed from disk; 0: none)
     nproc: int = 1  # training processes on this node, through torchrun: one per GPU, or CPU processes (gloo); batch_size is per process
-    nnodes: int = 1  # nodes of a multi-node run; the other nodes run `python -m classmix_lab.distributed join <out_dir>`
+    nnodes: int = 1  # nodes of a multi-node run; the other nodes run `python -m classmix_lab.launch join <out_dir>`
     rdzv_endpoint: str = ''  # multi-node: host:port of the first node, where torchrun's c10d rendezvous meets
     sync_bn: bool = False  # many processes: BatchNorm with the statistics of the global batch (SyncBatchNorm; CUDA only)
     compile: bool = False  # torch.compile the student's forward (needs a C compiler; checkpoints keep plain weight names)
@@ -167,12 +174,14 @@ def init_path(init:str, model:str|None=None) -> Path:
 #: styles measure parts of their gaps, and `synthstreets-real` (labeled images of the target's own style; its first
 #: images are the target's training images) is the run without a gap.
 SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5': 'gta5', 'synthia': 'synthia'}
+#: the class set both domains of an adaptation run are read in, where it is not the target's own: SYNTHIA shares 16 of Cityscapes' 19
+SHARED_CLASSES = {'synthia': dict(num_classes=16)}
 
 def _dataset_kwargs(p:ExperimentParams) -> dict:
     if p.dataset == 'synthstreets':
         return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
                     **({} if p.classes == 'own' else {'classes': p.classes}))
-    if p.dataset == 'cityscapes' and p.source == 'synthia': return dict(num_classes=16)   # the 16 classes SYNTHIA shares
+    if p.source in SHARED_CLASSES: return dict(SHARED_CLASSES[p.source])
     return {}
 
 def source_dataset(p:ExperimentParams):
@@ -180,10 +189,15 @@ def source_dataset(p:ExperimentParams):
     if SOURCES[p.source] == 'synthstreets':
         return get_dataset('synthstreets', 'train', style=p.source.removeprefix('synthstreets-'), height=p.height, width=p.width,
                            seed=p.data_seed, n_train=p.n_source, n_val=p.n_val)
-    return get_dataset(SOURCES[p.source], 'train', **({'num_classes': 16} if p.source == 'synthia' else {}))
+    return get_dataset(SOURCES[p.source], 'train', **SHARED_CLASSES.get(p.source, {}))
 
 def _train_size(p:ExperimentParams) -> int:
     return p.n_train if p.dataset == 'synthstreets' else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
+
+def split_label(labeled) -> str:
+    "How run names and figure titles show `labeled`: a split file by its file name's stem ('30_seed0'), never its path; else as given."
+    s = str(labeled).strip()
+    return Path(s).stem if s.endswith('.txt') else s
 
 def split_file(labeled) -> Path|None:
     "The split file `labeled` names (a path ending in .txt, relative to the working folder or the project), or None."
@@ -253,6 +267,10 @@ def eval_window(p:ExperimentParams):
     if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={p.crop!r}); give the window's size, e.g. eval_window=512x512")
     return tuple(c)
 
+def train_config(p:ExperimentParams) -> TrainConfig:
+    "The loop's settings of `p`: every field of `TrainConfig` has a parameter of the same name (the experiment's defaults are a CPU run's)."
+    return TrainConfig(**{f.name: getattr(p, f.name) for f in fields(TrainConfig)})
+
 def run_info(p:ExperimentParams, num_classes:int=0, class_distribution=None, n_labeled:int=0) -> RunInfo:
     "What the method of `p` may know of its run."
     return RunInfo(iterations=p.iterations, num_classes=num_classes, source=bool(p.source), batch_size=p.batch_size,
@@ -283,6 +301,10 @@ def check_processes(p:ExperimentParams):
 
 def validate(p:ExperimentParams) -> ExperimentParams:
     "Check every parameter; raise `ParameterError` naming the first bad one. (A dict is taken as `ExperimentParams.from_dict` takes it.)"
+    return _validated(p)[0]
+
+def _validated(p) -> tuple:
+    "`validate`'s work: the checked parameters and the method they make (made once per run)."
     if isinstance(p, dict): p = ExperimentParams.from_dict(p)
     if not isinstance(p, ExperimentParams): raise ParameterError(f"{p!r} is not the parameters of an experiment: give an ExperimentParams or a dict of them")
     dataset_class(p.dataset); check_choice('method', p.method, list(METHODS))
@@ -290,7 +312,7 @@ def validate(p:ExperimentParams) -> ExperimentParams:
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
     check_settings_used(p)
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
-    TrainConfig(precision=p.precision, compile=p.compile, tensorboard=p.tensorboard).resolved_precision(resolve_device(p.device))
+    train_config(p).resolved_precision(resolve_device(p.device))
     check_processes(p)
     check_finite(p)
     for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
@@ -335,9 +357,9 @@ def validate(p:ExperimentParams) -> ExperimentParams:
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
     if method.unlabeled and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
-    check_memory(p)
+    check_memory(p, method.unlabeled)
     ensure_dir(p.out_dir, 'out_dir')
-    return p
+    return p, method
 
 # %% ../nbs/08_experiment.ipynb #513e5965
 _IMAGENET_CHECKED = {}
@@ -360,7 +382,8 @@ def check_finite(p:ExperimentParams):
         v = getattr(p, f.name)
         if f.type == 'float' and isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isfinite(v):
             raise ParameterError(f"{f.name}={v} must be a finite number")
-    if isinstance(p.lr, (int, float)) and not isinstance(p.lr, bool) and p.lr > 0: TrainConfig(lr=p.lr)   # as trained: float32, x10 for the classifier
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if num(p.lr) and p.lr > 0 and num(p.classifier_lr_mult): TrainConfig(lr=p.lr, classifier_lr_mult=p.classifier_lr_mult)   # as trained: float32, x the multiplier
 
 _FINITE_STARTS = set()   # (file, size, mtime) of the start files read and found whole
 
@@ -474,7 +497,8 @@ def _train_image_size(p:ExperimentParams) -> tuple|None:
         except (OSError, DatasetError): return None
     return tuple(max(1, round(v*float(p.image_scale))) for v in hw)
 
-def check_memory(p:ExperimentParams):
+def check_memory(p:ExperimentParams,
+                 unlabeled:bool|None=None): # whether the method trains on unlabeled batches (None: made from `p` to ask it)
     "Refuse a run whose first training step cannot fit in the memory free on its device, naming the parameter to lower."
     device = resolve_device(p.device)
     free, hw = available_memory(device), _train_image_size(p)
@@ -482,8 +506,8 @@ def check_memory(p:ExperimentParams):
     est = saved_per_image(p.model, len(run_classes(p)), *hw)
     if est is None: return
     per_image, weights = est
-    if TrainConfig(precision=p.precision).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
-    u = p.batch_size_u if method_of(p).unlabeled else 0
+    if train_config(p).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
+    u = p.batch_size_u if (method_of(p).unlabeled if unlabeled is None else unlabeled) else 0
     procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
     held = (p.n_train + p.n_val + (p.n_source if p.source.startswith('synthstreets') else 0))*p.height*p.width*4 if p.dataset == 'synthstreets' else 0
     step = procs*(per_image*(p.batch_size + u) + 4*weights)
@@ -588,13 +612,12 @@ def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
 
 def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     "Train and evaluate one experiment; results go to `p.out_dir` (with `nproc > 1`: trained by torchrun's processes)."
-    p = validate(p)
+    p, method = _validated(p)
     rank = rank_info()   # inside a process group: one of the run's processes
     if rank is None and p.nproc*p.nnodes > 1: return _launch_experiment(p, progress)
     if rank is not None and rank.world_size != p.nproc*p.nnodes:
         raise ParameterError(f"nproc={p.nproc} x nnodes={p.nnodes} processes asked, but the process group has {rank.world_size}")
     main = rank is None or rank.main   # the process that writes the run's files
-    method = method_of(p)
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
     if rank is not None and device.type == 'cuda': device = torch.device('cuda', torch.cuda.current_device())   # this rank's GPU
     torch.manual_seed(p.seed)
@@ -640,10 +663,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
         evaluate_on_held = lambda m: combined(evaluate(m, held_batches(), train_ds.num_classes, device, train_ds.classes, window))
         start_held = evaluate_on_held(model)
     start_model = copy.deepcopy(model).eval()
-    cfg = TrainConfig(iterations=p.iterations, lr=p.lr, ema_alpha=p.ema_alpha, seed=p.seed, log_every=p.log_every,
-                      checkpoint_every=p.checkpoint_every, optimizer=p.optimizer, schedule=p.schedule, label_relax=p.label_relax,
-                      precision=p.precision, channels_last=p.channels_last, sync_bn=p.sync_bn, compile=p.compile, tensorboard=p.tensorboard)
-    trainer = Trainer(model, labeled, unlabeled, method, cfg, device, checkpoint=out/'checkpoint.pt', progress=progress,
+    trainer = Trainer(model, labeled, unlabeled, method, train_config(p), device, checkpoint=out/'checkpoint.pt', progress=progress,
                       log_file=out/'log.jsonl', run=run_info(p, train_ds.num_classes, class_dist, n_labeled))
     trainer.fit()
     for src in (labeled, unlabeled): getattr(src, 'close', lambda: None)()
@@ -681,7 +701,7 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     return Experiment(p, metrics, trainer, start_model, xv, yv, train_ds.classes, train_ds.palette, device)
 
 def _launch_experiment(p:ExperimentParams, progress:str|None) -> Experiment:
-    "Train `p` in `p.nproc` processes started by torchrun (see `classmix_lab.distributed`), then read what rank 0 wrote."
+    "Train `p` in `p.nproc` processes started by torchrun (see `classmix_lab.launch`), then read what rank 0 wrote."
     cls = dataset_class(p.dataset)   # made (SynthStreets: generated into the cache) once here, not by every process at once
     for split in (cls.train_split, cls.val_split): get_dataset(p.dataset, split, **_dataset_kwargs(p))
     if p.source: source_dataset(p)
@@ -701,9 +721,7 @@ class TrainedRun:
     estimate: dict|None = None
     precision: str = 'fp32'
 
-    def per_iteration(self, stat:str) -> list:
-        "One statistic at every iteration (NaN where a step did not record it)."
-        return self.stats[:self.iteration, self.stat_names.index(check_choice('stat', stat, self.stat_names))].tolist()
+    per_iteration = per_iteration   # the Trainer's: one statistic at every iteration (NaN where a step did not record it)
 
 def finished_experiment(p:ExperimentParams) -> Experiment:
     "The `Experiment` of the finished run of `p` in `p.out_dir`, read from its files (its `trainer`, a `TrainedRun`)."
@@ -729,7 +747,7 @@ def run_title(params:dict) -> str:
     if params.get('source'):
         baseline = params['method'] in METHODS and not METHODS[params['method']].cls.unlabeled
         return f"{'source only' if baseline else params['method']} ({params['source']})"
-    return f"{params['method']} ({params['labeled']} labeled)"
+    return f"{params['method']} ({split_label(params['labeled'])} labeled)"
 
 def load_run_model(run_dir, device='cpu') -> torch.nn.Module:
     "The final student of a finished run (its `model.pt`), in eval mode."

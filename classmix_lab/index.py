@@ -14,7 +14,7 @@ from pathlib import Path
 from .config import atomic_write
 from .config import ParameterError
 from .experiment import ExperimentParams
-from .train import METHODS
+from .methods.registry import METHODS
 
 # %% auto #0
 __all__ = ['TABLE_COLUMNS', 'flat_params', 'is_baseline', 'record_for', 'read_index', 'settings_rows', 'thesis_tables',

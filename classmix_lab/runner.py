@@ -11,8 +11,8 @@ try: import fcntl
 except ImportError: fcntl = None   # Windows: no run-folder lock
 from dataclasses import asdict
 from pathlib import Path
-from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write
-from .experiment import ExperimentParams, validate, split_file, typed_params, PRETRAINED
+from .config import ParameterError, check_choice, load_settings, ensure_dir, atomic_write, HOW_IT_RUNS
+from .experiment import ExperimentParams, validate, split_file, split_label, typed_params, PRETRAINED
 from .datasets import DATASETS, FOLDER_PREFIX, dataset_class
 from .index import record_for, update_index, read_index
 
@@ -216,13 +216,9 @@ def expand_grid(base:dict|None=None, # parameters shared by every run
     keys = list(grid)
     return [{**(base or {}), **dict(zip(keys, vals))} for vals in itertools.product(*(grid[k] for k in keys))]
 
-def _split_file(labeled) -> bool:
-    "Whether a `labeled` value names a split file (not a count, a fraction such as '1/8', or 'all')."
-    return isinstance(labeled, (str, Path)) and not re.fullmatch(r'\s*\d+\s*/\s*\d+\s*', str(labeled)) and ('/' in str(labeled) or str(labeled).endswith('.txt'))
-
 def run_name(params:dict, keys=('method', 'labeled', 'seed')) -> str:
     "A file-safe run name from some of its parameters; a split file is named by its file name's stem, never its path."
-    val = lambda k: Path(params[k]).stem if k == 'labeled' and _split_file(params[k]) else params[k]
+    val = lambda k: split_label(params[k]) if k == 'labeled' else params[k]
     s = '_'.join(f"{k}-{val(k)}" if k != 'method' else str(params[k]) for k in keys if k in params)
     return re.sub(r'[^A-Za-z0-9_.+-]', '-', s.replace('/', 'of')).lstrip('.')
 
@@ -236,7 +232,6 @@ def check_name(kind:str, # what the name names: 'sweep', 'run', ...
                              "it names a folder under runs/ and reports/")
     return value
 
-_NOT_IN_NAME = ('out_dir', 'device', 'compare_with', 'workers', 'log_every', 'checkpoint_every', 'rdzv_endpoint', 'tensorboard')   # how a run executes, not what it computes
 
 def default_run_name(params:dict, template:str='experiment') -> str:
     """The name of a run given none: `run_name`'s readable part (from the method, labeled and seed it gives; else the
@@ -249,13 +244,11 @@ def default_run_name(params:dict, template:str='experiment') -> str:
     else:
         canon, defaults = dict(params), template_parameters(template)
         readable = readable or re.sub(r'[^A-Za-z0-9_.+-]', '-', Path(template).stem).lstrip('.') or 'run'
-    named = ('method', 'seed') if _split_file(canon.get('labeled')) else ('method', 'labeled', 'seed')   # a split's folder is in the hash
-    other = {k: v for k, v in canon.items() if k not in (*_NOT_IN_NAME, *named) and v != defaults.get(k)}
+    named = ('method', 'seed') if split_label(canon.get('labeled')) != str(canon.get('labeled')).strip() else ('method', 'labeled', 'seed')   # a split's folder is in the hash
+    other = {k: v for k, v in canon.items() if k not in (*HOW_IT_RUNS, *named) and v != defaults.get(k)}
     if not other: return readable
     return f"{readable}_{hashlib.sha256(json.dumps(other, sort_keys=True, default=str).encode()).hexdigest()[:8]}"
 
-_RUN_ONLY = ('out_dir', 'compare_with', 'device', 'rdzv_endpoint', 'tensorboard')   # where and how a run executes, not what it computes
-# (a new rendezvous host of a multi-node run, or a TensorBoard log asked for later, does not make a finished run stale)
 
 def _same_params(run_dir:Path, params:dict, template:str='experiment') -> bool:
     """Whether the run folder holds a finished run of `params`. Experiments are compared in their canonical form (every
@@ -335,7 +328,7 @@ def _lab_metrics(run_dir:Path) -> dict|None:
                              "give the run another name or out_dir, or move the file away")
     return m
 
-def _param_diff(old:dict, new:dict, template:str='experiment', ignore=_RUN_ONLY, shared:bool=False) -> str:
+def _param_diff(old:dict, new:dict, template:str='experiment', ignore=HOW_IT_RUNS, shared:bool=False) -> str:
     """How the parameters `new` differ from a finished run's `old` ('' when they are the same run): 'method classmix -> supervised'.
     `ignore`: names not compared; `shared`: another template's parameters are compared where the run recorded them."""
     short = lambda v: (s if len(s := str(v)) <= 40 else s[:37] + '...')
@@ -356,7 +349,7 @@ def check_run_folder(run_dir:Path, # the run's folder
     (unless `force`; how a run executes, `workers` or `log_every`, is no other parameter), and a `provenance.json` that
     cannot be read (unless `force`). True when it holds a finished run."""
     m = _lab_metrics(run_dir)
-    if m is not None and not force and (diff := _param_diff(m['params'], params, template, (*_RUN_ONLY, *_NOT_IN_NAME), shared=True)):
+    if m is not None and not force and (diff := _param_diff(m['params'], params, template, shared=True)):
         raise ParameterError(f"{run_dir}: a finished run of other parameters ({diff}); a finished run is never replaced without --force: "
                              "give this run another --name (or out_dir), or add --force (force=True) to replace it")
     if not force: _recorded_provenance(Path(run_dir))
@@ -550,7 +543,7 @@ def _start_ray(ray, address:str|None) -> bool:
                              f"({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from None
     return True
 
-def _worker_env(s) -> dict:
+def _ray_worker_env(s) -> dict:
     "The environment a Ray worker runs a notebook in: the driver's `CLASSMIX_LAB_*` variables, settings file, folders and dataset roots."
     env = {k: v for k, v in os.environ.items() if k.startswith('CLASSMIX_LAB_')}
     env.update({f'CLASSMIX_LAB_{k.upper()}': str(getattr(s, k)) for k in ('cache_dir', 'runs_dir', 'reports_dir')})
@@ -561,7 +554,7 @@ def _worker_env(s) -> dict:
 def ray_task_options(template:str, # the run's template
                      params:dict, # its parameters
                      cluster_gpus:float, # GPUs of the Ray cluster
-                     env:dict, # the workers' environment (`_worker_env`)
+                     env:dict, # the workers' environment (`_ray_worker_env`)
                      *overrides:dict) -> dict: # `ray_options` of the sweep, then of the run
     "The `.options()` of a run's Ray task: a GPU for a CUDA run (or `auto` where there are GPUs), else a CPU slot; `nproc` of them for a run of many processes."
     dev = str(params.get('device', template_parameters(template).get('device', 'cpu')) or 'auto').lower()
@@ -602,7 +595,7 @@ def _prepare_ray(stack, s, plan:list, address, ray_options, run_options:dict) ->
     returns (ray, run -> task options). A run that needs a GPU a local Ray does not have is refused here, before anything runs."""
     ray = _import_ray()
     if _start_ray(ray, address): stack.callback(ray.shutdown)
-    gpus, env, opts = ray.cluster_resources().get('GPU', 0), _worker_env(s), {}
+    gpus, env, opts = ray.cluster_resources().get('GPU', 0), _ray_worker_env(s), {}
     for name, tpl, params in plan:
         o = opts[name] = ray_task_options(tpl, params, gpus, env, ray_options, run_options[name])
         if o.get('num_gpus', 0) and not gpus and address is None and not os.environ.get('RAY_ADDRESS'):   # it would wait for a GPU forever

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from .config import ParameterError, load_settings, parse_numbers
 from .runner import run_sweep
-from .train import METHODS
+from .methods.registry import METHODS
 
 # %% auto #0
 __all__ = ['DEMO', 'PRETRAIN', 'STATS_REPORTS', 'FRENCH_CAMVID', 'METHOD_ROWS', 'CAMVID', 'CAMVID_SPLIT', 'CAMVID_SETTINGS',

@@ -1,4 +1,4 @@
-"""Palettes, overlays and the thesis's figures: training curves, confidence, predictions, IoU, class statistics.
+"""Palettes and the thesis's figures: training curves, confidence, predictions, IoU, class statistics.
 
 Docs: https://github.com/classmix-lab/classmix_lab/viz.html.md"""
 
@@ -11,10 +11,9 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from matplotlib.patches import Patch, Rectangle
-from .config import IGNORE_INDEX
 
 # %% auto #0
-__all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'overlay', 'legend_handles', 'show_grid', 'rolling_mean',
+__all__ = ['CONFIDENCE_TITLES', 'to_numpy', 'to_image', 'colorize', 'legend_handles', 'show_grid', 'rolling_mean',
            'plot_confidence', 'plot_history', 'plot_memory_bank', 'plot_class_iou', 'plot_confusion',
            'confidence_panels', 'class_statistics', 'plot_class_frequencies', 'plot_spatial', 'align_classes',
            'plot_spatial_compare']
@@ -36,12 +35,6 @@ def colorize(label, palette:np.ndarray) -> np.ndarray:
     lab = to_numpy(label).astype(np.int64)
     pal = np.zeros((256, 3), np.uint8); pal[:len(palette)] = palette
     return pal[np.clip(lab, 0, 255)]
-
-def overlay(image, label, palette, alpha:float=0.5) -> np.ndarray:
-    "The label's colours blended over the image (ignored pixels left as they are)."
-    img, col = to_image(image).astype(np.float32), colorize(label, palette).astype(np.float32)
-    keep = (to_numpy(label) == IGNORE_INDEX)[..., None]
-    return np.where(keep, img, (1 - alpha)*img + alpha*col).astype(np.uint8)
 
 def legend_handles(classes, palette):
     return [Patch(color=np.asarray(c)/255, label=n) for n, c in zip(classes, palette)]

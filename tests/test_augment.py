@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 from classmix_lab.config import IGNORE_INDEX, ParameterError
-from classmix_lab.augment import (colour_jitter, gaussian_blur, strong_augment, affine_grid, warp, valid_mask,
+from classmix_lab.augment import (colour_jitter, blur_images, strong_augment, affine_grid, warp, valid_mask,
                                   random_affine, photometric, control_points, tps_fit, tps_eval, tps_grid,
                                   rgb_to_hsv, hsv_to_rgb, phtps_photometric)
 
@@ -40,7 +40,7 @@ def test_colour_jitter_per_image_and_identity(device):
     j = colour_jitter(x, gen(device))
     assert j.shape == x.shape and len({round(v, 6) for v in j.mean((1, 2, 3)).tolist()}) == 4
     torch.testing.assert_close(colour_jitter(x, gen(device), strength=0.), x, atol=1e-5, rtol=0)
-    torch.testing.assert_close(gaussian_blur(torch.full((1, 3, 9, 9), 0.3, device=device), 1.), torch.full((1, 3, 9, 9), 0.3, device=device))
+    torch.testing.assert_close(blur_images(torch.full((1, 3, 9, 9), 0.3, device=device), 1.), torch.full((1, 3, 9, 9), 0.3, device=device))
 
 
 # -- warps and validity masks --------------------------------------------------------------------------------------
@@ -230,11 +230,11 @@ def test_no_host_synchronisation_on_cuda():
     x = torch.rand(4, 3, 32, 48, device=dev)
     lab = torch.randint(0, 19, (4, 32, 48), device=dev)
     g = gen(dev)
-    colour_jitter(x, g); gaussian_blur(x, 1.)                               # first calls may copy the YIQ constants
+    colour_jitter(x, g); blur_images(x, 1.)                               # first calls may copy the YIQ constants
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode('error')
     try:
-        y = strong_augment(x, g); y = colour_jitter(y, g); y = gaussian_blur(y, 0.7)
+        y = strong_augment(x, g); y = colour_jitter(y, g); y = blur_images(y, 0.7)
         theta = random_affine(4, g, dev, rotate=10., aspect=1.5)
         grid = affine_grid(theta, x.shape)
         y = photometric(warp(y, grid), g); wl = warp(lab, grid); m = valid_mask(grid)

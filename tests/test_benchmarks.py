@@ -1,5 +1,6 @@
 """The mask benchmark runs end to end on a small size and writes the figures the issue asks for."""
 import json, subprocess, sys
+import pytest
 from conftest import ROOT
 
 
@@ -18,6 +19,7 @@ def test_mask_benchmark_writes_its_ratios(tmp_path):
     assert ('gpu' in d) and (d['gpu'] is None or 'classmix' in d['gpu'])
 
 
+@pytest.mark.slow   # trains both steps for a benchmark
 def test_step_benchmark_compares_the_lab_step_with_the_reference_step(tmp_path):
     out = tmp_path/'step.json'
     res = subprocess.run([sys.executable, str(ROOT/'benchmarks'/'step.py'), '--smoke', '--device', 'cpu', '--out', str(out)],

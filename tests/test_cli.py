@@ -59,6 +59,7 @@ def test_demo_end_to_end(tmp_path):
         assert line in res.stdout                                                # progress in the terminal
 
 
+@pytest.mark.slow   # trains a run to evaluate
 def test_evaluate_prints_and_writes_a_runs_scores_on_another_split(tmp_path):
     from conftest import TINY
     from classmix_lab.experiment import ExperimentParams, run_experiment
@@ -72,6 +73,7 @@ def test_evaluate_prints_and_writes_a_runs_scores_on_another_split(tmp_path):
     assert bad.returncode == 2 and "split='test'" in bad.stderr
 
 
+@pytest.mark.slow   # several CLI processes
 def test_index_readme_remakes_the_table_blocks_from_the_index(tmp_path):
     "`index --readme PATH` rewrites each table block's body from index.json, leaves the prose alone, and says when nothing changed."
     import json

@@ -9,7 +9,8 @@ import torch
 from classmix_lab.config import ParameterError
 from classmix_lab.data import TensorBatches, LoaderBatches
 from classmix_lab.datasets import get_dataset
-from classmix_lab.distributed import Rank, shard, torchrun_command
+from classmix_lab.distributed import Rank, shard
+from classmix_lab.launch import torchrun_command
 from classmix_lab.experiment import ExperimentParams, run_experiment, validate
 from conftest import TINY
 
@@ -71,7 +72,7 @@ def _processes_of(run_dir:str) -> list:
     for d in Path('/proc').glob('[0-9]*'):
         try: cmd = (d/'cmdline').read_bytes().replace(b'\0', b' ').decode(errors='replace')
         except OSError: continue
-        if run_dir in cmd and 'classmix_lab.distributed' in cmd: pids.append(int(d.name))
+        if run_dir in cmd and 'classmix_lab.worker' in cmd: pids.append(int(d.name))
     return pids
 
 @pytest.mark.slow
@@ -145,7 +146,7 @@ def test_bad_process_parameters(tmp_path, kw, msg):
 
 def test_the_torchrun_command():
     one_node = torchrun_command('/runs/a', 4)
-    assert one_node[1:5] == ['-m', 'torch.distributed.run', '--nproc-per-node=4', '--standalone'] and one_node[-2:] == ['worker', '/runs/a']
+    assert one_node[1:5] == ['-m', 'torch.distributed.run', '--nproc-per-node=4', '--standalone'] and one_node[-3:] == ['-m', 'classmix_lab.worker', '/runs/a']
     many = torchrun_command('/runs/a', 8, nnodes=2, rdzv_endpoint='node01:29500', rdzv_id='job1')
     assert {'--nnodes=2', '--rdzv-backend=c10d', '--rdzv-endpoint=node01:29500', '--rdzv-id=job1'} <= set(many) and '--standalone' not in many
 
@@ -171,7 +172,7 @@ def test_two_nodes_meet_at_the_rendezvous(tmp_path):
     import socket
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
     p = params(tmp_path, 'nodes', method='classmix', nnodes=2, rdzv_endpoint=f'127.0.0.1:{port}')
-    other = subprocess.Popen([sys.executable, '-m', 'classmix_lab.distributed', 'join', p.out_dir, '120'], stdout=subprocess.PIPE,
+    other = subprocess.Popen([sys.executable, '-m', 'classmix_lab.launch', 'join', p.out_dir, '120'], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, text=True)
     try:
         m = run_experiment(p, progress=None).metrics

@@ -25,6 +25,7 @@ def test_sweep_names_cannot_escape_their_folders(lab_dirs):
         with pytest.raises(ParameterError, match="sweep=.* must be letters, digits"): run_sweep(bad, [])
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_unnamed_runs_get_distinct_nonempty_names(lab_dirs):
     a = run_sweep('noname', [dict(T, method='supervised', iterations=0)], stream=False)[0]
     b = run_sweep('noname', [dict(T, method='supervised', iterations=0, lr=0.001)], stream=False)[0]
@@ -45,6 +46,7 @@ def test_explicit_names_and_named_sweeps_keep_their_names():
     assert default_run_name(dict(method='classmix', labeled='12', seed=1)) == 'classmix_labeled-12_seed-1'
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_a_failed_attempt_keeps_the_finished_run(lab_dirs, capsys):
     ok = run_sweep('rn', [dict(T, run='r', method='supervised')], stream=False)[0]
     assert ok['status'] == 'ok'
@@ -80,6 +82,7 @@ def test_values_that_reach_html_are_escaped(lab_dirs, monkeypatch):
     assert '&lt;script&gt;alert(1)&lt;/script&gt;camvid' in html and '<script>alert(1)' not in html
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_relative_paths_are_resolved_against_the_working_folder(lab_dirs, monkeypatch):
     import shutil
     from classmix_lab.datasets import get_dataset
@@ -121,6 +124,7 @@ def test_parameters_in_any_order(lab_dirs, capsys):
     assert main(['index', 'x=1']) == 2
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_a_damaged_checkpoint_is_named_before_the_run_starts(lab_dirs, capsys):
     args = ['run', *_args(method='supervised'), '--sweep', 'ck', '--name', 'r']
     assert main(args) == 0
@@ -134,6 +138,7 @@ def test_a_damaged_checkpoint_is_named_before_the_run_starts(lab_dirs, capsys):
     assert main(args) == 2 and 'checkpoint.previous.pt' in capsys.readouterr().err
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_a_broken_index_is_named_never_overwritten_and_can_be_rebuilt(lab_dirs, capsys):
     assert main(['run', *_args(method='supervised', iterations=0), '--sweep', 'ix', '--name', 'r']) == 0
     f = lab_dirs/'reports'/'index.json'
@@ -176,6 +181,7 @@ def test_stats_and_pretrain_exit_statuses_tell_what_went_wrong(lab_dirs, monkeyp
     assert err.splitlines()[-1] == "classmix-lab: error: 'iterations' is neither a start to pretrain (synthstreets-sim, synthstreets-camvid) nor key=value"
 
 
+@pytest.mark.slow   # runs the experiment notebook
 def test_a_run_started_twice_at_once_is_refused_naming_the_holder(lab_dirs, capsys):
     "The second start of a run whose folder another process holds says which process, and exits with 2; nothing is written."
     import subprocess, sys, time

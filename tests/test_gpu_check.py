@@ -16,7 +16,7 @@ def check(*args, cwd):
 
 @pytest.mark.slow
 def test_the_dry_run_takes_every_part_on_the_cpu(tmp_path):
-    from classmix_lab.train import METHODS
+    from classmix_lab.methods.registry import METHODS
     camvid = trees.camvid(tmp_path/'camvid', splits={'train': 6, 'val': 2}, size=(96, 128))
     out = tmp_path/'gpu.json'
     res = check('--dry', '--out', out, '--camvid-root', camvid, '--threads', 1, cwd=tmp_path)
@@ -46,6 +46,7 @@ def test_the_dry_run_takes_every_part_on_the_cpu(tmp_path):
     assert cv['n_val'] == 2 and 0 <= cv['miou'] <= 100
 
 
+@pytest.mark.slow   # runs the check script
 def test_a_failing_part_is_recorded_and_the_next_part_runs(tmp_path):
     out = tmp_path/'gpu.json'
     res = check('--dry', '--parts', 'camvid', 'env', '--out', out, '--camvid-root', tmp_path/'nowhere', cwd=tmp_path)

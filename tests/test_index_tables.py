@@ -1,5 +1,6 @@
 """The index's thesis-style tables: means and sample standard deviations over seeds, Deltas to the right baseline."""
 import re
+import pytest
 from classmix_lab.index import thesis_tables
 
 
@@ -81,6 +82,7 @@ def _add_records(reports_dir, worker, n):
     for i in range(n): update_index(reports_dir, [dict(rec('ClassMix', '12', i, 30. + i), sweep=f'w{worker}', run=f'r{i}', template='experiment')])
 
 
+@pytest.mark.slow   # processes writing one index
 def test_sweeps_writing_one_index_at_once_keep_every_record(tmp_path):
     "Four processes merge records into the same index at the same time; none of them is lost."
     import multiprocessing as mp

@@ -187,7 +187,7 @@ def test_the_index_records_typed_values(lab_dirs):
 # --- 12. one range syntax
 
 def test_ranges_are_lo_colon_hi_and_sweeps_say_how_many_runs(lab_dirs, capsys):
-    from classmix_lab.train import make_method
+    from classmix_lab.methods.registry import make_method
     assert make_method('cowmix', sigma='8:32').config.sigma == '8:32'
     with pytest.raises(ParameterError, match=r"sigma='32:8' must be 'auto', a number or 'lo:hi' with 0 < lo <= hi"):
         make_method('cowmix', sigma='32:8')

@@ -60,7 +60,8 @@ def test_other_templates_refuse_infinite_values(lab_dirs, capsys):
 
 
 def test_training_settings_refuse_infinite_values():
-    from classmix_lab.train import TrainConfig, make_method
+    from classmix_lab.train import TrainConfig
+    from classmix_lab.methods.registry import make_method
     for k in ('lr', 'momentum', 'weight_decay', 'poly_power', 'classifier_lr_mult'):
         with pytest.raises(ParameterError, match=f"{k}=inf must be a finite number"): TrainConfig(**{k: float('inf')})
     with pytest.raises(ParameterError, match="lambda_u=inf must be a finite number"): make_method('classmix', lambda_u=float('inf'))

@@ -8,8 +8,11 @@ from classmix_lab.config import ParameterError, IGNORE_INDEX
 from classmix_lab.data import TensorBatches
 from classmix_lab.model import get_model
 from classmix_lab.masks import paste_onto_next, mix
-from classmix_lab.train import (METHODS, Trainer, TrainConfig, RunInfo, Step, Output, make_method, method_settings,
-                                MixConsistency, CrossDomainMix)
+from classmix_lab.methods.registry import METHODS, make_method, method_settings
+from classmix_lab.train import Trainer, TrainConfig
+from classmix_lab.methods.base import RunInfo, Step, Output
+from classmix_lab.methods.consistency import MixConsistency
+from classmix_lab.methods.dacs import CrossDomainMix
 
 # every registered method with its defaults, and the settings that switch on state (alignment) or extra work
 # (the contrastive method's toy teacher is never 95% sure of three classes: its quality filter is lowered so the bank fills)
@@ -141,7 +144,7 @@ def test_dacs_weighs_source_pixels_one_keeps_ignore_out_and_cycles_sources():
     M = torch.zeros(5, 16, 16, dtype=torch.bool); M[:, :8] = True
     target = mix(M, y_l[src], y_t)
     logits = torch.randn(5, 3, 16, 16, requires_grad=True)
-    from classmix_lab.train import pixel_loss
+    from classmix_lab.losses import pixel_loss
     (pixel_loss('ce', logits, target)*torch.where(M, 1., 0.5)).sum().backward()
     ignored = M & (y_l[src] == IGNORE_INDEX)
     assert ignored.any() and (logits.grad.permute(0, 2, 3, 1)[ignored] == 0).all()
@@ -186,7 +189,8 @@ def test_bad_settings_are_one_line_naming_the_setting():
 
 def test_a_method_with_its_own_head_trains_resumes_and_is_averaged_by_the_teacher(monkeypatch, tmp_path):
     import torch.nn as nn
-    from classmix_lab.train import Method, MethodSpec
+    from classmix_lab.methods.base import Method
+    from classmix_lab.methods.registry import MethodSpec
 
     class Aux(Method):
         "An auxiliary classifier on the labeled forward's features (no second forward), its EMA in the teacher."
@@ -261,7 +265,7 @@ def test_phtps_without_perturbation_is_zero_and_with_it_counts_only_valid_pixels
 
 def _bank_step(target_l):
     "A contrastive method and a step whose teacher is sure of class 1 in labeled image 0 and wrong (class 0) in image 1, both labeled 1."
-    from classmix_lab.train import MeanTeacher
+    from classmix_lab.methods.base import MeanTeacher
     m = make_method('contrastive', dim=4, bank_size=8)
     m.setup(RunInfo(iterations=10, num_classes=3, feature_dim=5, n_labeled=4))
     m.eval()
@@ -300,7 +304,7 @@ def test_cutout_erases_the_box_or_keeps_it(keep_box):
 
 def _contrastive(iteration=50, iterations=100, C=3, **kw):
     "A contrastive method on a small real network and one step of its loss, the same draws for every setting."
-    from classmix_lab.train import MeanTeacher, network_output
+    from classmix_lab.methods.base import MeanTeacher, network_output
     torch.manual_seed(0)
     net = get_model('deeplabv2-tiny', C, width=8).train()
     m = make_method('contrastive', dim=8, bank_size=8, phi=0.34, **kw)
@@ -349,7 +353,7 @@ def test_contrastive_warm_up_turns_the_contrastive_term_off_and_the_pseudo_label
 
 
 def test_contrastive_term_divides_by_all_classes():
-    from classmix_lab.train import class_contrastive_loss
+    from classmix_lab.methods.contrastive import class_contrastive_loss
     g = torch.Generator().manual_seed(0)
     p, bank = torch.randn(6, 4, generator=g), torch.randn(5, 3, 4, generator=g)
     y = torch.tensor([0, 0, 0, 2, 2, 2])
@@ -366,3 +370,20 @@ def test_contrastive_teacher_decay_rises_along_a_cosine_after_a_warm_up():
     assert all(decay(k) <= decay(k + 1) for k in range(0, 999, 37))
     lin, _ = _contrastive(ema_schedule='linear')
     assert lin.ema_decay(Step(0, 1000, *[None]*7), None) == 0.995 and lin.ema_decay(Step(250, 1000, *[None]*7), None) == pytest.approx(0.99625)
+
+
+@pytest.mark.slow
+def test_every_registered_method_runs_through_the_experiment_notebook(lab_dirs):
+    "Each row of `METHODS` (with a source domain when it adapts domains) runs the papermill template to a report."
+    from classmix_lab.config import load_settings
+    from classmix_lab.runner import run_sweep
+    from conftest import TINY
+    runs = [dict(TINY, run=name, method=name, labeled='4', iterations=2, batch_size=2, batch_size_u=2, log_every=1, workers=0,
+                 **({} if 'ssl' in make_method(name).domains else dict(source='synthstreets-sim', n_source=24)))
+            for name in METHODS]
+    records = run_sweep('every', runs, settings=load_settings(), stream=False)
+    assert [r['run'] for r in records] == list(METHODS)
+    bad = {r['run']: r['error'] for r in records if r['status'] != 'ok'}
+    assert not bad, bad
+    for r in records:
+        assert 0 <= r['miou'] <= 100 and (lab_dirs/'reports'/r['report']).is_file() and r['params']['method'] == r['run']

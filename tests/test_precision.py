@@ -4,7 +4,9 @@ import torch
 from classmix_lab.config import ParameterError
 from classmix_lab import augment, masks
 from classmix_lab.masks import make_masks
-from classmix_lab.train import METHODS, TrainConfig, bank_candidates, class_contrastive_loss
+from classmix_lab.methods.registry import METHODS
+from classmix_lab.train import TrainConfig
+from classmix_lab.methods.contrastive import bank_candidates, class_contrastive_loss
 from test_methods import trainer, VARIANTS, IDS
 
 SYNC = ('item', 'cpu', 'tolist', 'numpy', '__bool__', '__int__', '__float__', '__index__')
@@ -80,7 +82,7 @@ FULL_PRECISION_CALLS = {
     'mask_blur': lambda: masks.gaussian_blur(_X[:, 0], 2.),
     'strong_augment': lambda: augment.strong_augment(_X, _gen()),
     'colour_jitter': lambda: augment.colour_jitter(_X, _gen()),
-    'blur': lambda: augment.gaussian_blur(_X, 1.),
+    'blur': lambda: augment.blur_images(_X, 1.),
     'affine': lambda: augment.warp(_X, augment.affine_grid(augment.random_affine(3, _gen(), rotate=20., aspect=1.5), _X.shape)),
     'photometric': lambda: augment.photometric(_X, _gen()),
     'tps': lambda: augment.tps_grid(3, 32, 48, _gen(), sigma=0.2),
@@ -124,7 +126,8 @@ def test_precision_choices():
 def _supervised(**cfg):
     from classmix_lab.data import TensorBatches
     from classmix_lab.model import get_model
-    from classmix_lab.train import Trainer, make_method
+    from classmix_lab.train import Trainer
+    from classmix_lab.methods.registry import make_method
     from test_methods import toy
     torch.manual_seed(0)
     x, y = toy()

@@ -44,12 +44,18 @@ def test_templates_have_a_parameters_cell(name):
 
 def test_experiment_template_parameters_match_the_library():
     "The experiment notebook's parameters are exactly ExperimentParams' fields (plus compare_with)."
-    from dataclasses import fields
+    from dataclasses import fields, asdict
     from classmix_lab.experiment import ExperimentParams
     d = json.loads((ROOT/'nbs'/'experiments'/'experiment.ipynb').read_text())
     src = ''.join(next(c for c in d['cells'] if 'parameters' in c.get('metadata', {}).get('tags', []))['source'])
     names = {l.split('=')[0].strip() for l in src.splitlines() if '=' in l and not l.startswith('#')}
     assert names == {f.name for f in fields(ExperimentParams)} | {'compare_with'}
+    values = {}
+    exec(src, {}, values)   # the cell is plain assignments: its values are the defaults a notebook run without parameters gets
+    values.pop('compare_with')
+    lib = asdict(ExperimentParams())
+    assert values == lib, {k: (values[k], lib[k]) for k in lib if values[k] != lib[k]}
+    assert all(type(values[k]) is type(lib[k]) for k in lib), {k: (type(values[k]), type(lib[k])) for k in lib if type(values[k]) is not type(lib[k])}
 
 
 def test_readme_commands_are_the_ci_commands():
@@ -66,3 +72,36 @@ def test_readme_result_tables_are_the_index():
     in_tables = {i for m in _TABLE.finditer(text) for i in range(text[:m.start()].count('\n'), text[:m.end()].count('\n') + 1)}
     loose = [i + 1 for i, l in enumerate(text.split('\n')) if l.startswith('| ') and 'mIoU' in l and i not in in_tables]
     assert not loose, f'README lines {loose}: a result table outside a generated block'
+
+
+def _imports(path:Path, pkg:str='classmix_lab') -> set:
+    "The package's modules one module imports, at its top or inside a function (relative or absolute)."
+    import ast
+    mod = '.'.join(path.relative_to(ROOT).with_suffix('').parts)
+    base = mod.rsplit('.', 1)[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parent = base.split('.')[:len(base.split('.')) - node.level + 1]
+                target = '.'.join(parent + ([node.module] if node.module else []))
+            else: target = node.module or ''
+            names = [target] + [f'{target}.{a.name}' for a in node.names]
+        elif isinstance(node, ast.Import): names = [a.name for a in node.names]
+        else: continue
+        out |= {n for n in names if n.startswith(pkg + '.') and (ROOT/(n.replace('.', '/') + '.py')).is_file()}
+    return out - {mod}
+
+
+def test_the_package_has_no_import_circle():
+    "No module imports, even lazily inside a function, a module that imports it back (directly or through others)."
+    graph = {'.'.join(p.relative_to(ROOT).with_suffix('').parts): _imports(p) for p in (ROOT/'classmix_lab').rglob('*.py') if p.name != '_modidx.py'}
+    def cycle_from(start):
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in graph.get(node, ()):
+                if nxt == start: return path + [nxt]
+                if nxt not in path: stack.append((nxt, path + [nxt]))
+    cycles = [c for c in map(cycle_from, graph) if c]
+    assert not cycles, ' -> '.join(min(cycles, key=len))

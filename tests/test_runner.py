@@ -270,3 +270,21 @@ def test_a_report_of_a_failed_attempt_is_not_a_finished_run(sweep, capsys):
     update_index(d/'reports', [dict(rec, status='failed', error='NameError: a figure failed')])
     again = run_sweep('smoke', [runs[0]], settings=load_settings(runs_dir=d/'runs', reports_dir=d/'reports'), stream=False)
     assert 'already finished' not in capsys.readouterr().out and again[0]['status'] == 'ok'
+
+
+@pytest.mark.parametrize('change', [dict(log_every=4), dict(checkpoint_every=2, workers=1), dict(compile=False, tensorboard=False)])
+def test_a_finished_run_given_other_ways_to_run_is_the_same_run(sweep, capsys, change):
+    "Settings of how a run executes (`config.HOW_IT_RUNS`) leave a finished run finished: skipped, its name and results kept."
+    from classmix_lab.config import HOW_IT_RUNS
+    from classmix_lab.runner import default_run_name
+    d, _, _ = sweep
+    assert set(change) <= set(HOW_IT_RUNS)
+    s = load_settings(runs_dir=d/'runs', reports_dir=d/'reports')
+    base = dict(SMALL, method='supervised', seed=7)
+    first = run_sweep('how', [base], settings=s, stream=False)[0]
+    log = (d/'runs'/'how'/first['run']/'log.jsonl').read_text()
+    capsys.readouterr()
+    again = run_sweep('how', [dict(base, **change)], settings=s, stream=False)[0]
+    assert default_run_name(dict(base, **change)) == first['run'] == again['run']
+    assert again['status'] == 'ok' and again['miou'] == first['miou'] and 'already finished: skipped' in capsys.readouterr().out
+    assert (d/'runs'/'how'/first['run']/'log.jsonl').read_text() == log

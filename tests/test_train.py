@@ -6,7 +6,11 @@ from classmix_lab.config import ParameterError
 from classmix_lab.data import TensorBatches
 from classmix_lab.model import get_model
 from training_helpers import Interrupt, StopAfter
-from classmix_lab.train import Trainer, TrainConfig, MeanTeacher, make_method, weight_map, MixConsistency
+from classmix_lab.train import Trainer, TrainConfig
+from classmix_lab.methods.base import MeanTeacher
+from classmix_lab.methods.registry import make_method
+from classmix_lab.losses import weight_map
+from classmix_lab.methods.consistency import MixConsistency
 
 
 def toy_data(n=12, seed=0, H=24, W=32):
