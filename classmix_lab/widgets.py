@@ -20,9 +20,10 @@ from .augment import tps_grid, phtps_photometric, warp, valid_mask
 from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
 from .metrics import predict
 from .viz import colorize, to_image
+from .methods.registry import method_settings
 
 # %% auto #0
-__all__ = ['KINDS', 'load_teacher', 'mask_example', 'example_figure', 'figure_png', 'MaskExplorer', 'explore_masks']
+__all__ = ['KINDS', 'DEFAULTS', 'load_teacher', 'mask_example', 'example_figure', 'figure_png', 'MaskExplorer', 'explore_masks']
 
 # %% ../nbs/12_widgets.ipynb #f0f63527
 def _state_fits(model, state:dict) -> bool:
@@ -55,6 +56,9 @@ def load_teacher(checkpoint, # run folder, model.pt / checkpoint.pt, a state dic
 
 # %% ../nbs/12_widgets.ipynb #1736494b
 KINDS = (*MASKS, 'mixup', 'phtps')  # what the explorer shows
+#: the explorer's starting values are the methods' defaults: ClassMix's threshold, ICT's MixUp alpha, PhTPS's warp, Kim et al.'s boxes
+DEFAULTS = dict(tau=method_settings('classmix')['tau'], alpha=method_settings('ict')['alpha'],
+                tps_sigma=method_settings('phtps')['tps_sigma'], sc_boxes=method_settings('structured')['sc_boxes'])
 
 def _one_hot(labels:torch.Tensor, num_classes:int) -> torch.Tensor:
     "(B, C, H, W) float one-hot of labels; ignored pixels are all zero."
@@ -67,10 +71,10 @@ def mask_example(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                  seed:int=0, # seeds the mask
                  probs:torch.Tensor|None=None, # (2, C, H, W) a teacher's class probabilities of A and B
                  mask_from:str='label', # make the mask from the 'label' or the teacher's 'pseudo-label'
-                 tau:float=0.968, # confidence threshold
-                 alpha:float=0.1, # MixUp: lambda ~ Beta(alpha, alpha)
-                 tps_sigma:float=0.1, # PhTPS: std of the control points' displacements (a fraction of the image size)
-                 sc_boxes:int=16, # multibox: the last boxes the structured loss works in (outlined in red)
+                 tau:float=DEFAULTS['tau'], # confidence threshold
+                 alpha:float=DEFAULTS['alpha'], # MixUp: lambda ~ Beta(alpha, alpha)
+                 tps_sigma:float=DEFAULTS['tps_sigma'], # PhTPS: std of the control points' displacements (a fraction of the image size)
+                 sc_boxes:int=DEFAULTS['sc_boxes'], # multibox: the last boxes the structured loss works in (outlined in red)
                  **params) -> dict: # the mask kind's parameters (see `mask_params`)
     "The mask, mixed image and mixed label of A onto B (and A's pseudo-label and confidence, given `probs`)."
     check_choice('kind', kind, KINDS); check_choice('mask_from', mask_from, ('label', 'pseudo-label'))
@@ -128,7 +132,7 @@ def _outline_boxes(ax, boxes:list, marked:list):
 
 def example_figure(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
                    ex:dict, # from `mask_example`
-                   palette:np.ndarray, tau:float=0.968, title:str|None=None, scale:float=2.6) -> Figure:
+                   palette:np.ndarray, tau:float=DEFAULTS['tau'], title:str|None=None, scale:float=2.6) -> Figure:
     "The explorer's panels: A, B, mask, mixed image, mixed label (and the teacher's row when `ex` has one)."
     tps = ex.get('perturbation') == 'phtps'
     rows = [[('image A', to_image(images[0]), None), ('image B', to_image(images[1]), None),
@@ -197,13 +201,13 @@ class MaskExplorer:
         self.kind = W.Dropdown(options=list(KINDS), value=kind, description='mask', layout=lay(), style=st)
         self.p = W.FloatSlider(value=0.5, min=0.01, max=1., step=0.01, description='p', continuous_update=False, layout=lay(), style=st)
         self.sigma = W.FloatRangeSlider(value=(4., 16.), min=0.25, max=64., step=0.25, description='sigma', continuous_update=False, layout=lay(), style=st)
-        self.tps_sigma = W.FloatSlider(value=0.1, min=0., max=0.3, step=0.01, description='tps_sigma', continuous_update=False, layout=lay(), style=st)
-        self.alpha = W.FloatLogSlider(value=0.1, base=10, min=-2, max=1, step=0.05, description='alpha', continuous_update=False, layout=lay(), style=st)
+        self.tps_sigma = W.FloatSlider(value=DEFAULTS['tps_sigma'], min=0., max=0.3, step=0.01, description='tps_sigma', continuous_update=False, layout=lay(), style=st)
+        self.alpha = W.FloatLogSlider(value=DEFAULTS['alpha'], base=10, min=-2, max=1, step=0.05, description='alpha', continuous_update=False, layout=lay(), style=st)
         self.classes = W.SelectMultiple(options=[], rows=6, description='classes', layout=lay(), style=st)
         self.seed = W.IntText(value=seed, description='seed', layout=W.Layout(width='200px'), style=st)
         self.redraw = W.Button(description='new draw', tooltip='draw another mask (seed + 1)', layout=W.Layout(width='110px'))
         self.mask_from = W.ToggleButtons(options=['label', 'pseudo-label'], value='label', description='mask from', style=dict(description_width='90px', button_width='95px'))
-        self.tau = W.FloatSlider(value=0.968, min=0.5, max=0.999, step=0.001, readout_format='.3f', description='tau', continuous_update=False, layout=lay(), style=st)
+        self.tau = W.FloatSlider(value=DEFAULTS['tau'], min=0.5, max=0.999, step=0.001, readout_format='.3f', description='tau', continuous_update=False, layout=lay(), style=st)
         self.image = W.Image(format='png', layout=W.Layout(max_width='100%'))
         self.status = W.HTML()
         self.teacher_box = W.VBox([self.mask_from, self.tau])
