@@ -44,6 +44,7 @@ class LabDataset(SegDataset):
     splits = ('train', 'val')
     train_split, val_split = 'train', 'val'
     in_memory = False  # small enough to decode once into tensors
+    generated = False  # made from a run's parameters (its style, image size, seed and split sizes), not read from disk
     train_size = None  # (height, width) training images are resized to, or None
     default_crop = None  # (height, width) of the random training crop, or None
     augment = ()  # random joint transforms before the crop, e.g. (RandomScale(0.5, 1.5),)
@@ -258,7 +259,7 @@ def renamed_label_map(classes, # the stored classes, value i is classes[i]
 
 class SynthStreets(LabDataset):
     "The embedded dataset, generated (once, cached) in the real image + label-PNG layout."
-    name, in_memory = 'synthstreets', True
+    name, in_memory, generated = 'synthstreets', True, True
     def __init__(self, split='train', style='real', root=None, height=96, width=192, seed=0, n_train=600, n_val=200,
                  transform=None, cache_dir=None,
                  classes:str='synthstreets'): # 'synthstreets', or another dataset's classes its labels are mapped to ('camvid')

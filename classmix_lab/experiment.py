@@ -177,8 +177,12 @@ SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5':
 #: the class set both domains of an adaptation run are read in, where it is not the target's own: SYNTHIA shares 16 of Cityscapes' 19
 SHARED_CLASSES = {'synthia': dict(num_classes=16)}
 
+def _generated(p:ExperimentParams) -> bool:
+    "Whether the run's dataset is made from its parameters (SynthStreets) rather than read from disk."
+    return dataset_class(p.dataset).generated
+
 def _dataset_kwargs(p:ExperimentParams) -> dict:
-    if p.dataset == 'synthstreets':
+    if _generated(p):
         return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
                     **({} if p.classes == 'own' else {'classes': p.classes}))
     if p.source in SHARED_CLASSES: return dict(SHARED_CLASSES[p.source])
@@ -192,7 +196,7 @@ def source_dataset(p:ExperimentParams):
     return get_dataset(SOURCES[p.source], 'train', **SHARED_CLASSES.get(p.source, {}))
 
 def _train_size(p:ExperimentParams) -> int:
-    return p.n_train if p.dataset == 'synthstreets' else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
+    return p.n_train if _generated(p) else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
 
 def split_label(labeled) -> str:
     "How run names and figure titles show `labeled`: a split file by its file name's stem ('30_seed0'), never its path; else as given."
@@ -332,7 +336,7 @@ def _validated(p) -> tuple:
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
         if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
     elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
-    check_choice('classes', p.classes, ['own', *(SYNTHSTREETS_AS if p.dataset == 'synthstreets' else ())])
+    check_choice('classes', p.classes, ['own', *(SYNTHSTREETS_AS if _generated(p) else ())])
     if not 0 < float(p.image_scale) <= 1: raise ParameterError(f"image_scale={p.image_scale} must be in (0, 1]: the fraction of the images' resolution trained at")
     cls = dataset_class(p.dataset)
     if float(p.image_scale) != 1 and not (cls.in_memory and cls.train_transform(p.crop) is None):
@@ -405,7 +409,7 @@ def check_start(p:ExperimentParams):
 # %% ../nbs/08_experiment.ipynb #83f4ae38
 def run_classes(p:ExperimentParams) -> tuple:
     "The classes a run of `p` trains (SynthStreets' without making its images)."
-    if p.dataset == 'synthstreets': return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
+    if _generated(p): return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
     return tuple(get_dataset(p.dataset, None, **_dataset_kwargs(p)).classes)
 
 _FITTING = set()   # (file, size, mtime, model, classes, parts) of the starts found to fit
@@ -424,7 +428,7 @@ def check_fit(p:ExperimentParams):
     theirs, state = ck.get('classes'), ck['state']
     if p.init_parts == 'backbone': theirs = None   # its classifier is not loaded
     if theirs and tuple(theirs) != classes:
-        same = [k for k, (names, _) in _CLASS_SETS.items() if tuple(names) == tuple(theirs) and p.dataset == 'synthstreets']
+        same = [k for k, (names, _) in _CLASS_SETS.items() if tuple(names) == tuple(theirs) and _generated(p)]
         raise ParameterError(f"init={p.init!r} was trained on the classes {', '.join(theirs)}; this run's are {', '.join(classes)}, so its "
                              f"classifier would predict the wrong classes: " + (f"give classes={same[0]} to train as its classes, or " if same else '')
                              + f"start from weights of this run's classes, or {fix}")
@@ -489,7 +493,7 @@ def _size(n:int) -> str: return f"{n/1e9:.1f} GB" if n >= 1e9 else f"{n/1e6:.0f}
 def _train_image_size(p:ExperimentParams) -> tuple|None:
     "The (height, width) a run trains at: its crop, its dataset's training size, SynthStreets' size or the first image's; times `image_scale`."
     cls = dataset_class(p.dataset)
-    hw = cls.crop_size(p.crop) or cls.train_size or ((p.height, p.width) if p.dataset == 'synthstreets' else None)
+    hw = cls.crop_size(p.crop) or cls.train_size or ((p.height, p.width) if _generated(p) else None)
     if hw is None:
         from PIL import Image
         try:
@@ -509,13 +513,13 @@ def check_memory(p:ExperimentParams,
     if train_config(p).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
     u = p.batch_size_u if (method_of(p).unlabeled if unlabeled is None else unlabeled) else 0
     procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
-    held = (p.n_train + p.n_val + (p.n_source if p.source.startswith('synthstreets') else 0))*p.height*p.width*4 if p.dataset == 'synthstreets' else 0
+    held = (p.n_train + p.n_val + (p.n_source if p.source.startswith('synthstreets') else 0))*p.height*p.width*4 if _generated(p) else 0
     step = procs*(per_image*(p.batch_size + u) + 4*weights)
     if step + held <= free: return
     what = f"{_size(per_image)} per image of {hw[0]}x{hw[1]} for {p.model}"
     if held > step: k, why = 'n_train', f"the images SynthStreets holds in memory take about {_size(held)}"
     elif procs*(per_image*(1 + bool(u)) + 4*weights) > free:
-        k = 'crop' if dataset_class(p.dataset).crop_size(p.crop) else ('height' if p.dataset == 'synthstreets' else 'image_scale')
+        k = 'crop' if dataset_class(p.dataset).crop_size(p.crop) else ('height' if _generated(p) else 'image_scale')
         why = f"one image a step alone needs about {_size(procs*(per_image*(1 + bool(u)) + 4*weights))} ({what})"
     else: k, why = ('batch_size' if p.batch_size >= u else 'batch_size_u'), f"the first training step needs about {_size(step)} of memory ({what}, {p.batch_size + u} images a step{f', x{procs} processes' if procs > 1 else ''})"
     raise ParameterError(f"{k}={getattr(p, k)!r}: {why}, more than the {_size(free)} available on {device}; lower {k}")
@@ -526,7 +530,7 @@ SYNTHSTREETS_SETTINGS = ('style', 'height', 'width', 'n_train', 'n_val', 'data_s
 def check_settings_used(p:ExperimentParams):
     "Refuse a setting that the run would not use yet would record among its parameters: SynthStreets' on another dataset, `n_source` without a SynthStreets source."
     default = {f.name: f.default for f in fields(ExperimentParams)}
-    if p.dataset != 'synthstreets':
+    if not _generated(p):
         k = next((k for k in SYNTHSTREETS_SETTINGS if getattr(p, k) != default[k]), None)
         if k: raise ParameterError(f"{k}={getattr(p, k)!r} is a SynthStreets setting; dataset={p.dataset!r} does not use it: leave it out")
     ours = p.source in SOURCES and SOURCES[p.source] == 'synthstreets'
