@@ -51,6 +51,35 @@ class LabDataset(SegDataset):
     flip = False  # random horizontal flip after the crop
     eval_size = None  # (height, width) the network sees at evaluation (labels keep their size), or None: as stored
     paper_labeled = ()  # the labeled amounts of the papers
+    run_settings = ()  # the experiment parameters a generated dataset is made from (see `run_kwargs`)
+    run_class_sets = ()  # other datasets whose classes it can be trained as (an experiment's `classes=`), besides its own
+
+    # What a run's parameters `p` (an `ExperimentParams`) make of this dataset. A generated dataset knows it without
+    # making its images; a dataset on disk gives its stored facts, or None where only reading it tells.
+    @classmethod
+    def run_kwargs(cls, p) -> dict:
+        "The keyword arguments of `get_dataset` for a run of parameters `p`."
+        return {}
+
+    @classmethod
+    def run_classes(cls, p) -> tuple|None:
+        "The class names a run of `p` trains, or None: read them from the dataset."
+        return None
+
+    @classmethod
+    def run_train_count(cls, p) -> int|None:
+        "The training images of a run of `p`, or None: count them in the dataset."
+        return None
+
+    @classmethod
+    def run_image_size(cls, p) -> tuple|None:
+        "The (height, width) of the training images before any crop or `image_scale`, or None: as stored, read the first."
+        return cls.train_size
+
+    @classmethod
+    def run_memory(cls, p) -> int:
+        "Bytes of images a run of `p` holds in memory before its first step (a generated dataset, both splits)."
+        return 0
 
     @classmethod
     def crop_size(cls, crop='auto') -> tuple|None: # 'auto': the paper's crop; 'none'; or a size such as 512 or '512x1024'
@@ -273,6 +302,22 @@ class SynthStreets(LabDataset):
             lm = renamed_label_map(ss.CLASSES, names, SYNTHSTREETS_AS[classes], f'SynthStreets as {classes}')
         super().__init__(root, split, _pairs(root/split/'images', root/split/'labels'), names, palette, lm, transform)
         self.style = style
+
+    run_settings = ('style', 'height', 'width', 'n_train', 'n_val', 'data_seed')
+    run_class_sets = tuple(SYNTHSTREETS_AS)
+
+    @classmethod
+    def run_kwargs(cls, p) -> dict:
+        return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
+                    **({} if p.classes == 'own' else {'classes': p.classes}))
+    @classmethod
+    def run_classes(cls, p) -> tuple: return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
+    @classmethod
+    def run_train_count(cls, p) -> int: return p.n_train
+    @classmethod
+    def run_image_size(cls, p) -> tuple: return (p.height, p.width)
+    @classmethod
+    def run_memory(cls, p) -> int: return (p.n_train + p.n_val)*p.height*p.width*4   # 3 bytes of colour and 1 of label a pixel
 
 # %% ../nbs/11_datasets.ipynb #1e2f3a4b
 FOLDER_PREFIX = 'folder:'

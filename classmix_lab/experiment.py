@@ -13,7 +13,7 @@ import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
 from .data import (DatasetError, labeled_split, labeled_count, save_split, load_split, load_tensors, TensorBatches, DomainBatches,
                                LoaderBatches, eval_batches, preview)
-from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, SYNTHSTREETS_AS, FOLDER_PREFIX, _CLASS_SETS
+from .datasets import DATASETS, dataset_class, get_dataset, parse_size, miou_over, SYNTHIA16_CLASSES, SYNTHIA13_CLASSES, FOLDER_PREFIX, _CLASS_SETS
 from .model import MODELS, get_model, load_weights, load_checkpoint_file, is_head, strip_prefixes, imagenet_file, imagenet_weights, load_imagenet
 from .metrics import evaluate, tensor_batches
 from .methods.registry import METHODS, make_method, method_settings, _coerce
@@ -24,13 +24,13 @@ from .launch import launch
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SHARED_CLASSES', 'SYNTHSTREETS_SETTINGS', 'ExperimentParams', 'coerce_param',
-           'typed_settings', 'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset',
-           'split_label', 'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches',
-           'eval_window', 'train_config', 'run_info', 'method_of', 'check_processes', 'validate', 'check_imagenet',
-           'check_finite', 'check_start', 'run_classes', 'check_fit', 'available_memory', 'saved_per_image',
-           'check_memory', 'check_settings_used', 'Experiment', 'check_labels', 'class_distribution', 'run_experiment',
-           'TrainedRun', 'finished_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
+__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SHARED_CLASSES', 'ExperimentParams', 'coerce_param', 'typed_settings',
+           'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset', 'split_label',
+           'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window',
+           'train_config', 'run_info', 'method_of', 'check_processes', 'validate', 'check_imagenet', 'check_finite',
+           'check_start', 'run_classes', 'check_fit', 'available_memory', 'saved_per_image', 'check_memory',
+           'check_settings_used', 'Experiment', 'check_labels', 'class_distribution', 'run_experiment', 'TrainedRun',
+           'finished_experiment', 'run_title', 'load_run_model', 'load_metrics', 'evaluate_run']
 
 # %% ../nbs/08_experiment.ipynb #9c71e691
 @dataclass
@@ -177,26 +177,21 @@ SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5':
 #: the class set both domains of an adaptation run are read in, where it is not the target's own: SYNTHIA shares 16 of Cityscapes' 19
 SHARED_CLASSES = {'synthia': dict(num_classes=16)}
 
-def _generated(p:ExperimentParams) -> bool:
-    "Whether the run's dataset is made from its parameters (SynthStreets) rather than read from disk."
-    return dataset_class(p.dataset).generated
-
 def _dataset_kwargs(p:ExperimentParams) -> dict:
-    if _generated(p):
-        return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
-                    **({} if p.classes == 'own' else {'classes': p.classes}))
-    if p.source in SHARED_CLASSES: return dict(SHARED_CLASSES[p.source])
-    return {}
+    return {**dataset_class(p.dataset).run_kwargs(p), **SHARED_CLASSES.get(p.source, {})}
+
+def _source_params(p:ExperimentParams) -> ExperimentParams:
+    "The parameters a generated source is made from: the run's, in the source's style, `n_source` training images."
+    return replace(p, style=p.source.split('-', 1)[1], n_train=p.n_source) if dataset_class(SOURCES[p.source]).generated else p
 
 def source_dataset(p:ExperimentParams):
     "The labeled training set of the source domain of a domain-adaptation run."
-    if SOURCES[p.source] == 'synthstreets':
-        return get_dataset('synthstreets', 'train', style=p.source.removeprefix('synthstreets-'), height=p.height, width=p.width,
-                           seed=p.data_seed, n_train=p.n_source, n_val=p.n_val)
-    return get_dataset(SOURCES[p.source], 'train', **SHARED_CLASSES.get(p.source, {}))
+    name = SOURCES[p.source]
+    return get_dataset(name, 'train', **dataset_class(name).run_kwargs(_source_params(p)), **SHARED_CLASSES.get(p.source, {}))
 
 def _train_size(p:ExperimentParams) -> int:
-    return p.n_train if _generated(p) else len(get_dataset(p.dataset, None, **_dataset_kwargs(p)))
+    n = dataset_class(p.dataset).run_train_count(p)
+    return len(get_dataset(p.dataset, None, **_dataset_kwargs(p))) if n is None else n
 
 def split_label(labeled) -> str:
     "How run names and figure titles show `labeled`: a split file by its file name's stem ('30_seed0'), never its path; else as given."
@@ -336,7 +331,7 @@ def _validated(p) -> tuple:
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
         if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
     elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
-    check_choice('classes', p.classes, ['own', *(SYNTHSTREETS_AS if _generated(p) else ())])
+    check_choice('classes', p.classes, ['own', *dataset_class(p.dataset).run_class_sets])
     if not 0 < float(p.image_scale) <= 1: raise ParameterError(f"image_scale={p.image_scale} must be in (0, 1]: the fraction of the images' resolution trained at")
     cls = dataset_class(p.dataset)
     if float(p.image_scale) != 1 and not (cls.in_memory and cls.train_transform(p.crop) is None):
@@ -408,9 +403,9 @@ def check_start(p:ExperimentParams):
 
 # %% ../nbs/08_experiment.ipynb #83f4ae38
 def run_classes(p:ExperimentParams) -> tuple:
-    "The classes a run of `p` trains (SynthStreets' without making its images)."
-    if _generated(p): return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
-    return tuple(get_dataset(p.dataset, None, **_dataset_kwargs(p)).classes)
+    "The classes a run of `p` trains (a generated dataset's without making its images)."
+    known = dataset_class(p.dataset).run_classes(p)
+    return tuple(get_dataset(p.dataset, None, **_dataset_kwargs(p)).classes) if known is None else known
 
 _FITTING = set()   # (file, size, mtime, model, classes, parts) of the starts found to fit
 
@@ -428,7 +423,7 @@ def check_fit(p:ExperimentParams):
     theirs, state = ck.get('classes'), ck['state']
     if p.init_parts == 'backbone': theirs = None   # its classifier is not loaded
     if theirs and tuple(theirs) != classes:
-        same = [k for k, (names, _) in _CLASS_SETS.items() if tuple(names) == tuple(theirs) and _generated(p)]
+        same = [k for k in dataset_class(p.dataset).run_class_sets if tuple(_CLASS_SETS[k][0]) == tuple(theirs)]
         raise ParameterError(f"init={p.init!r} was trained on the classes {', '.join(theirs)}; this run's are {', '.join(classes)}, so its "
                              f"classifier would predict the wrong classes: " + (f"give classes={same[0]} to train as its classes, or " if same else '')
                              + f"start from weights of this run's classes, or {fix}")
@@ -491,9 +486,9 @@ def saved_per_image(model:str, num_classes:int, height:int, width:int) -> tuple|
 def _size(n:int) -> str: return f"{n/1e9:.1f} GB" if n >= 1e9 else f"{n/1e6:.0f} MB"
 
 def _train_image_size(p:ExperimentParams) -> tuple|None:
-    "The (height, width) a run trains at: its crop, its dataset's training size, SynthStreets' size or the first image's; times `image_scale`."
+    "The (height, width) a run trains at: its crop, its dataset's training size (a generated dataset's) or the first image's; times `image_scale`."
     cls = dataset_class(p.dataset)
-    hw = cls.crop_size(p.crop) or cls.train_size or ((p.height, p.width) if _generated(p) else None)
+    hw = cls.crop_size(p.crop) or cls.run_image_size(p)
     if hw is None:
         from PIL import Image
         try:
@@ -513,26 +508,26 @@ def check_memory(p:ExperimentParams,
     if train_config(p).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
     u = p.batch_size_u if (method_of(p).unlabeled if unlabeled is None else unlabeled) else 0
     procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
-    held = (p.n_train + p.n_val + (p.n_source if p.source.startswith('synthstreets') else 0))*p.height*p.width*4 if _generated(p) else 0
+    cls = dataset_class(p.dataset)
+    held = cls.run_memory(p) + (dataset_class(SOURCES[p.source]).run_memory(_source_params(p)) if p.source else 0)
     step = procs*(per_image*(p.batch_size + u) + 4*weights)
     if step + held <= free: return
     what = f"{_size(per_image)} per image of {hw[0]}x{hw[1]} for {p.model}"
-    if held > step: k, why = 'n_train', f"the images SynthStreets holds in memory take about {_size(held)}"
+    if held > step: k, why = 'n_train', f"the images {p.dataset} holds in memory take about {_size(held)}"
     elif procs*(per_image*(1 + bool(u)) + 4*weights) > free:
-        k = 'crop' if dataset_class(p.dataset).crop_size(p.crop) else ('height' if _generated(p) else 'image_scale')
+        k = 'crop' if cls.crop_size(p.crop) else ('height' if 'height' in cls.run_settings else 'image_scale')
         why = f"one image a step alone needs about {_size(procs*(per_image*(1 + bool(u)) + 4*weights))} ({what})"
     else: k, why = ('batch_size' if p.batch_size >= u else 'batch_size_u'), f"the first training step needs about {_size(step)} of memory ({what}, {p.batch_size + u} images a step{f', x{procs} processes' if procs > 1 else ''})"
     raise ParameterError(f"{k}={getattr(p, k)!r}: {why}, more than the {_size(free)} available on {device}; lower {k}")
 
 # %% ../nbs/08_experiment.ipynb #ea61cdeb
-SYNTHSTREETS_SETTINGS = ('style', 'height', 'width', 'n_train', 'n_val', 'data_seed')   # what makes SynthStreets' images
-
 def check_settings_used(p:ExperimentParams):
-    "Refuse a setting that the run would not use yet would record among its parameters: SynthStreets' on another dataset, `n_source` without a SynthStreets source."
+    "Refuse a setting that the run would not use yet would record among its parameters: a generated dataset's on another dataset, `n_source` without a SynthStreets source."
     default = {f.name: f.default for f in fields(ExperimentParams)}
-    if not _generated(p):
-        k = next((k for k in SYNTHSTREETS_SETTINGS if getattr(p, k) != default[k]), None)
-        if k: raise ParameterError(f"{k}={getattr(p, k)!r} is a SynthStreets setting; dataset={p.dataset!r} does not use it: leave it out")
+    own = dataset_class(p.dataset).run_settings
+    for name, cls in DATASETS.items():
+        k = next((k for k in cls.run_settings if k not in own and getattr(p, k) != default[k]), None)
+        if k: raise ParameterError(f"{k}={getattr(p, k)!r} is a setting of the generated dataset {name}; dataset={p.dataset!r} does not use it: leave it out")
     ours = p.source in SOURCES and SOURCES[p.source] == 'synthstreets'
     if not ours and p.n_source != default['n_source']:
         raise ParameterError(f"n_source={p.n_source!r} is the size of a SynthStreets source; {f'source={p.source!r}' if p.source else 'a run without source='} does not use it: leave it out")

@@ -15,12 +15,12 @@ from fastcore.basics import patch
 from .config import IGNORE_INDEX, ParameterError, check_choice, resolve_device
 from .data import DatasetError
 from .datasets import DATASETS, FOLDER_PREFIX, dataset_class, get_dataset
-from .masks import MASKS, ERASING, make_masks, mask_params, check_mask_params, mix, erase, mixup, mixup_lambdas, box_owners
-from .augment import tps_grid, phtps_photometric, warp, valid_mask
+from .masks import MASKS, ERASING, make_masks, mask_params, check_mask_params, mix, erase
+from .augment import warp, valid_mask
 from .model import MODELS, get_model, load_weights, strip_prefixes, load_checkpoint_file
 from .metrics import predict
 from .viz import colorize, to_image
-from .methods.registry import method_settings
+from .methods.registry import method_settings, make_method
 
 # %% auto #0
 __all__ = ['KINDS', 'DEFAULTS', 'load_teacher', 'mask_example', 'example_figure', 'figure_png', 'MaskExplorer', 'explore_masks']
@@ -86,26 +86,29 @@ def mask_example(images:torch.Tensor, # (2, 3, H, W) uint8: A and B
     out = {}
     if kind == 'mixup':
         if params: raise ParameterError(f"mixup has no parameter {next(iter(params))!r}; its parameter: alpha")
-        lam = mixup_lambdas(2, g, alpha, images.device)[:1]
-        out.update(mask=np.full(labels.shape[-2:], float(lam), np.float32), lam=float(lam),
-                   mixed_image=to_image(mixup(lam, x[:1], x[1:])[0]),
-                   mixed_probs=mixup(lam, *_one_hot(labels, num_classes).split(1))[0].cpu().numpy())
-        if probs is not None: out['mixed_pseudo'] = mixup(lam, probs[:1], probs[1:])[0].argmax(0).cpu().numpy()
+        ict = make_method('ict', alpha=alpha)        # ICT's own draw and blend: A blended with B
+        lam = ict.lambdas(2, g, images.device)
+        blend = lambda t: ict.blend(lam, t)[0]
+        out.update(mask=np.full(labels.shape[-2:], float(lam[0]), np.float32), lam=float(lam[0]),
+                   mixed_image=to_image(blend(x)), mixed_probs=blend(_one_hot(labels, num_classes)).cpu().numpy())
+        if probs is not None: out['mixed_pseudo'] = blend(probs).argmax(0).cpu().numpy()
     elif kind == 'phtps':
         if params: raise ParameterError(f"phtps has no parameter {next(iter(params))!r}; its parameter: tps_sigma")
-        H, W = labels.shape[-2:]
-        grid = tps_grid(1, H, W, g, images.device, sigma=tps_sigma)
+        perturbed, grid = make_method('phtps', tps_sigma=tps_sigma).perturb(x[:1], g)   # the method's jitter and warp
         valid = valid_mask(grid)
-        out.update(mask=valid[0].float().cpu().numpy(), mixed_image=to_image(warp(phtps_photometric(x[:1], g), grid)[0]),
+        out.update(mask=valid[0].float().cpu().numpy(), mixed_image=to_image(perturbed[0]),
                    mixed_label=warp(labels[:1], grid)[0].cpu().numpy(), perturbation='phtps')
         if probs is not None: out['mixed_pseudo'] = warp(pseudo[:1], grid)[0].cpu().numpy()
     else:
         src = labels if mask_from == 'label' else pseudo
-        if kind == 'multibox':   # the boxes themselves, for the figure (the mask `make_masks` would make from the same draws)
-            owners, rects = box_owners(src.shape, g, device=src.device, **check_mask_params(kind, params))
+        if kind == 'multibox':   # Kim et al.'s boxes, drawn by the structured method (the mask `make_masks` makes from the same draws)
+            kw = check_mask_params(kind, params)
+            n = kw.get('n', method_settings('structured')['boxes'])
+            p = kw.get('p') or 0.
+            if not isinstance(p, (int, float)): raise ParameterError(f"multibox: p={p!r}: the explorer draws boxes of one proportion, a number")
+            owners, rects, structured = make_method('structured', boxes=n, p=float(p), sc_boxes=min(sc_boxes, n)).boxes(src.shape, g, src.device)
             M = (owners >= 0)[:1]
-            n = rects.shape[1]
-            out.update(boxes=rects[0].long().tolist(), sc_boxes=list(range(max(0, n - sc_boxes), n)))
+            out.update(boxes=rects[0].long().tolist(), sc_boxes=structured)
         else: M = make_masks(kind, src, num_classes, g, **params)[:1]
         if kind in ERASING: apply = lambda t, fill=0: erase(M, t[:1], fill)
         else: apply = lambda t, fill=0: mix(M, t[:1], t[1:])

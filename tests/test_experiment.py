@@ -151,7 +151,7 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     import numpy as np
     from classmix_lab import synthstreets as ss
     from classmix_lab.data import load_tensors
-    from classmix_lab.experiment import source_dataset
+    from classmix_lab.experiment import source_dataset, run_classes
     for style in ('sim+real-look', 'real'):
         p = da(tmp_path, source=f'synthstreets-{style}', method='supervised', n_source=3)
         validate(p)
@@ -160,6 +160,9 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
         assert len(x) == 3 and np.array_equal(y[2].numpy(), lab) and np.array_equal(x[2].permute(1, 2, 0).numpy(), img)
     m = run_experiment(da(tmp_path, source='synthstreets-sim+real-layout', method='supervised', n_source=6), progress=None).metrics
     assert m['status'] == 'ok' and m['n_labeled'] == 6 and m['params']['source'] == 'synthstreets-sim+real-layout'
+    p = da(tmp_path, source='synthstreets-sim', method='supervised', n_source=3, classes='camvid', init_parts='backbone')   # both domains as CamVid's
+    validate(p)
+    assert tuple(source_dataset(p).classes) == run_classes(p) and 'pavement' in run_classes(p)
 
 
 @pytest.mark.parametrize('kw, msg', [

@@ -212,7 +212,7 @@ def test_a_first_step_that_cannot_fit_in_memory_is_refused(lab_dirs, capsys):
     # the issue's case: `$CL run $T batch_size=100000` at SynthStreets' own size (it grew a kernel to 19.8 GB before)
     assert main(['run', 'iterations=2', 'batch_size=100000', 'batch_size_u=2', 'n_train=40', 'n_val=8', 'log_every=1', 'workers=0', '--sweep', 's13']) == 2
     one_line(capsys, 2, 'batch_size=100000: the first training step needs about')
-    with pytest.raises(ParameterError, match=r"n_train=100000000: the images SynthStreets holds in memory take about .*lower n_train"):
+    with pytest.raises(ParameterError, match=r"n_train=100000000: the images synthstreets holds in memory take about .*lower n_train"):
         validate(P(lab_dirs, n_train=10**8))
     validate(P(lab_dirs, batch_size=64, batch_size_u=64))   # what fits is not refused
 
@@ -295,7 +295,7 @@ def test_settings_a_dataset_does_not_use_are_refused(lab_dirs):
     root = trees.folder(lab_dirs/'mine')
     validate(_folder_params(lab_dirs, root))
     for k, v in dict(style='game', n_train=40, n_val=4, height=48, width=64, data_seed=3).items():
-        with pytest.raises(ParameterError, match=rf"{k}={v!r} is a SynthStreets setting; dataset='folder:.*' does not use it"):
+        with pytest.raises(ParameterError, match=rf"{k}={v!r} is a setting of the generated dataset synthstreets; dataset='folder:.*' does not use it"):
             validate(_folder_params(lab_dirs, root, **{k: v}))
 
 

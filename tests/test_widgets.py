@@ -171,3 +171,22 @@ def test_folder_datasets_are_listed_by_path_beside_registered_ones(tmp_path, mon
         explore_masks('folder:mine', checkpoint='synthstreets-sim')
     with pytest.raises(Exception, match=rf"{tmp_path/'nope'}: no such folder"):
         explore_masks('folder:nope')
+
+
+def test_the_explorer_draws_what_the_methods_draw(pair):
+    "MixUp, PhTPS and Kim et al.'s boxes come from ICT's, PhTPS's and the structured method's own code, same seed, same draw."
+    from classmix_lab.methods.registry import make_method
+    from classmix_lab.viz import to_image
+    x, y = pair
+    g = lambda: torch.Generator().manual_seed(5)
+    ex = mask_example(x, y, 'phtps', 11, seed=5, tps_sigma=0.15)
+    warped, grid = make_method('phtps', tps_sigma=0.15).perturb(x[:1].float()/255, g())
+    assert (ex['mixed_image'] == to_image(warped[0])).all()
+    ict = make_method('ict', alpha=0.3)
+    lam = ict.lambdas(2, g(), 'cpu')
+    ex = mask_example(x, y, 'mixup', 11, seed=5, alpha=0.3)
+    assert ex['lam'] == float(lam[0]) and (ex['mixed_image'] == to_image(ict.blend(lam, x.float()/255)[0])).all()
+    ex = mask_example(x, y, 'multibox', 11, seed=5, n=12, sc_boxes=5)
+    owners, rects, structured = make_method('structured', boxes=12, sc_boxes=5).boxes(y.shape, g())
+    assert ex['boxes'] == rects[0].long().tolist() and ex['sc_boxes'] == structured == list(range(7, 12))
+    assert (ex['mask'].astype(bool) == (owners[0] >= 0).numpy()).all()

@@ -92,10 +92,19 @@ class InterpolationConsistency(Consistency):
     domains = ('ssl',)
     min_batch_u = 2
 
+    def lambdas(self, n:int, g:torch.Generator, device) -> torch.Tensor:
+        "(n,) blend weights, lambda ~ Beta(alpha, alpha)."
+        return mixup_lambdas(n, g, self.config.alpha, device)
+
+    @staticmethod
+    def blend(lam:torch.Tensor, t:torch.Tensor) -> torch.Tensor:
+        "Each item of `t` blended with the next one (the last with the first): lambda*t_i + (1-lambda)*t_(i+1)."
+        return mixup(lam, t, t.roll(-1, 0))
+
     def views(self, step:Step, prob:torch.Tensor) -> Views:
         x_u, c = step.x_u, self.config
-        lam = mixup_lambdas(len(x_u), step.generator, c.alpha, x_u.device)
-        blend = lambda t: mixup(lam, t, t.roll(-1, 0))
+        lam = self.lambdas(len(x_u), step.generator, x_u.device)
+        blend = lambda t: self.blend(lam, t)
         q = blend(prob)
         conf = blend(prob.max(1).values)
         target = q if c.target == 'soft' else q.argmax(1)

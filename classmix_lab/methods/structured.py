@@ -67,19 +67,25 @@ class StructuredConsistency(MixConsistency):
     domains = ('ssl',)
     stats = MixConsistency.stats + ('loss_sc',)
 
+    def boxes(self, shape:tuple, g:torch.Generator, device='cpu') -> tuple:
+        "(owners (B, H, W): the last box over each pixel, -1 where none; rects (B, boxes, 4); the indices of the boxes the structured loss works in)."
+        c = self.config
+        owners, rects = box_owners(shape, g, c.boxes, c.p or None, device)
+        return owners, rects, list(range(c.boxes - c.sc_boxes, c.boxes))
+
     def views(self, step:Step, prob:torch.Tensor) -> Views:
         x_u, c = step.x_u, self.config
         conf = prob.max(1).values
-        owners, rects = box_owners(x_u.shape[:1] + x_u.shape[-2:], step.generator, c.boxes, c.p or None, x_u.device)
+        owners, rects, structured = self.boxes(x_u.shape[:1] + x_u.shape[-2:], step.generator, x_u.device)
         M, w, q = owners >= 0, self.weights(conf, step), paste_onto_next(owners >= 0, prob)
         target = q if c.target == 'soft' else q.argmax(1)
-        return Views(paste_onto_next(M, x_u), target, paste_onto_next(M, w), conf, M, extra=dict(owners=owners, rects=rects, probs=q))
+        return Views(paste_onto_next(M, x_u), target, paste_onto_next(M, w), conf, M, extra=dict(owners=owners, rects=rects, probs=q, structured=structured))
 
     def unsupervised(self, step:Step) -> tuple:
         c = self.config
         v = self.views(step, self.teacher_view(step))
         loss_c, stats = self.consistency(step, v)
         p_s = self.student_logits(step, v).softmax(1)          # the forward `consistency` made
-        loss_sc = pair_similarity_loss(p_s, v.extra['probs'], v.extra['owners'], v.extra['rects'],
-                                       list(range(c.boxes - c.sc_boxes, c.boxes)), c.pairs, step.generator)
+        loss_sc = pair_similarity_loss(p_s, v.extra['probs'], v.extra['owners'], v.extra['rects'], v.extra['structured'],
+                                       c.pairs, step.generator)
         return loss_c + c.lambda_sc*loss_sc, dict(stats, loss_sc=loss_sc.detach())
