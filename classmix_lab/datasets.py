@@ -54,31 +54,31 @@ class LabDataset(SegDataset):
     run_settings = ()  # the experiment parameters a generated dataset is made from (see `run_kwargs`)
     run_class_sets = ()  # other datasets whose classes it can be trained as (an experiment's `classes=`), besides its own
 
-    # What a run's parameters `p` (an `ExperimentParams`) make of this dataset. A generated dataset knows it without
+    # What a run's data parameters `d` (`ExperimentParams.group('data')`) make of this dataset. A generated dataset knows it without
     # making its images; a dataset on disk gives its stored facts, or None where only reading it tells.
     @classmethod
-    def run_kwargs(cls, p) -> dict:
-        "The keyword arguments of `get_dataset` for a run of parameters `p`."
+    def run_kwargs(cls, d) -> dict:
+        "The keyword arguments of `get_dataset` for a run of data parameters `d`."
         return {}
 
     @classmethod
-    def run_classes(cls, p) -> tuple|None:
-        "The class names a run of `p` trains, or None: read them from the dataset."
+    def run_classes(cls, d) -> tuple|None:
+        "The class names a run of `d` trains, or None: read them from the dataset."
         return None
 
     @classmethod
-    def run_train_count(cls, p) -> int|None:
-        "The training images of a run of `p`, or None: count them in the dataset."
+    def run_train_count(cls, d) -> int|None:
+        "The training images of a run of `d`, or None: count them in the dataset."
         return None
 
     @classmethod
-    def run_image_size(cls, p) -> tuple|None:
+    def run_image_size(cls, d) -> tuple|None:
         "The (height, width) of the training images before any crop or `image_scale`, or None: as stored, read the first."
         return cls.train_size
 
     @classmethod
-    def run_memory(cls, p) -> int:
-        "Bytes of images a run of `p` holds in memory before its first step (a generated dataset, both splits)."
+    def run_memory(cls, d) -> int:
+        "Bytes of images a run of `d` holds in memory before its first step (a generated dataset, both splits)."
         return 0
 
     @classmethod
@@ -307,17 +307,17 @@ class SynthStreets(LabDataset):
     run_class_sets = tuple(SYNTHSTREETS_AS)
 
     @classmethod
-    def run_kwargs(cls, p) -> dict:
-        return dict(style=p.style, height=p.height, width=p.width, seed=p.data_seed, n_train=p.n_train, n_val=p.n_val,
-                    **({} if p.classes == 'own' else {'classes': p.classes}))
+    def run_kwargs(cls, d) -> dict:
+        return dict(style=d.style, height=d.height, width=d.width, seed=d.data_seed, n_train=d.n_train, n_val=d.n_val,
+                    **({} if d.classes == 'own' else {'classes': d.classes}))
     @classmethod
-    def run_classes(cls, p) -> tuple: return tuple(ss.CLASSES) if p.classes == 'own' else tuple(_CLASS_SETS[p.classes][0])
+    def run_classes(cls, d) -> tuple: return tuple(ss.CLASSES) if d.classes == 'own' else tuple(_CLASS_SETS[d.classes][0])
     @classmethod
-    def run_train_count(cls, p) -> int: return p.n_train
+    def run_train_count(cls, d) -> int: return d.n_train
     @classmethod
-    def run_image_size(cls, p) -> tuple: return (p.height, p.width)
+    def run_image_size(cls, d) -> tuple: return (d.height, d.width)
     @classmethod
-    def run_memory(cls, p) -> int: return (p.n_train + p.n_val)*p.height*p.width*4   # 3 bytes of colour and 1 of label a pixel
+    def run_memory(cls, d) -> int: return (d.n_train + d.n_val)*d.height*d.width*4   # 3 bytes of colour and 1 of label a pixel
 
 # %% ../nbs/11_datasets.ipynb #1e2f3a4b
 FOLDER_PREFIX = 'folder:'

@@ -7,7 +7,7 @@ Docs: https://github.com/classmix-lab/classmix_lab/experiment.html.md"""
 # %% ../nbs/08_experiment.ipynb #e6c0a2bb
 from __future__ import annotations
 import copy, functools, hashlib, inspect, json, math, os, platform, re, time, warnings
-from dataclasses import dataclass, asdict, field, fields, replace
+from dataclasses import dataclass, asdict, field, fields, replace, make_dataclass
 from pathlib import Path
 import torch
 from .config import ParameterError, check_choice, ensure_dir, atomic_write, load_settings, resolve_device
@@ -24,7 +24,8 @@ from .launch import launch
 from . import synthstreets as ss
 
 # %% auto #0
-__all__ = ['WEIGHTS_DIR', 'PRETRAINED', 'SOURCES', 'SHARED_CLASSES', 'ExperimentParams', 'coerce_param', 'typed_settings',
+__all__ = ['PARAM_GROUPS', 'GROUPS', 'DataParams', 'SplitParams', 'ModelParams', 'TrainingParams', 'RunParams', 'WEIGHTS_DIR',
+           'PRETRAINED', 'SOURCES', 'SHARED_CLASSES', 'ExperimentParams', 'coerce_param', 'typed_settings',
            'merged_settings', 'typed_params', 'pretrained_path', 'init_path', 'source_dataset', 'split_label',
            'split_file', 'labeled_names', 'holdout_names', 'training_names', 'rescale', 'scaled_batches', 'eval_window',
            'train_config', 'run_info', 'method_of', 'check_processes', 'validate', 'check_imagenet', 'check_finite',
@@ -110,10 +111,40 @@ class ExperimentParams:
         "The full parameters a dict of given ones means (every field, the method's settings in `method_args`), as a dict."
         return asdict(cls.from_dict({k: v for k, v in d.items() if k not in ('compare_with', 'run', 'label', 'baseline')}))
 
+    def group(self, name:str):
+        "The parameters of group `name` alone (a key of `PARAM_GROUPS`): what a helper of that group is given, and all it can read."
+        cls = GROUPS[check_choice('group', name, list(PARAM_GROUPS))]
+        return cls(**{k: getattr(self, k) for k in PARAM_GROUPS[name]})
+
     def flat(self) -> dict:
         "The parameters with the method's settings flat beside them, its defaults included (what reports show)."
         d = {k: v for k, v in asdict(self).items() if k != 'method_args'}
         return {**d, **make_method(self.method, **self.method_args).settings()}
+
+# %% ../nbs/08_experiment.ipynb #c5e82be2
+#: The parameters by what they are about. The user gives them flat (the command line, papermill, `ExperimentParams`);
+#: a helper that needs one part of them takes that part (`p.group('data')`), and only the functions that run a whole
+#: experiment take all of them.
+PARAM_GROUPS = dict(
+    data=('dataset', 'style', 'height', 'width', 'n_train', 'n_val', 'data_seed', 'classes', 'image_scale', 'crop',
+          'eval_window', 'holdout', 'source', 'n_source'),      # which images, at which size, and how they are scored
+    split=('labeled', 'split_seed', 'target_labeled'),           # which of the training images are labeled
+    model=('model', 'init', 'init_parts'),                       # the network and its start
+    training=('method', 'method_args', 'iterations', 'batch_size', 'batch_size_u', 'lr', 'optimizer', 'schedule', 'momentum',
+              'weight_decay', 'poly_power', 'classifier_lr_mult', 'ema_alpha', 'freeze_bn', 'label_relax', 'class_uniform',
+              'precision', 'channels_last', 'seed'),            # what is learned, and how
+    run=('device', 'out_dir', 'log_every', 'checkpoint_every', 'workers', 'nproc', 'nnodes', 'rdzv_endpoint', 'sync_bn',
+         'compile', 'tensorboard'))                              # where and how the run executes
+
+def _group_class(name:str, keys:tuple) -> type:
+    types = {f.name: f.type for f in fields(ExperimentParams)}
+    cls = make_dataclass(f"{name.capitalize()}Params", [(k, types[k]) for k in keys], frozen=True)
+    cls.__doc__ = f"The {name} parameters of an experiment (`PARAM_GROUPS['{name}']`), as `ExperimentParams.group('{name}')` gives them."
+    return cls
+
+#: the class of each group's parameters
+GROUPS = {name: _group_class(name, keys) for name, keys in PARAM_GROUPS.items()}
+DataParams, SplitParams, ModelParams, TrainingParams, RunParams = GROUPS.values()
 
 # %% ../nbs/08_experiment.ipynb #018b4822
 _KINDS = {'int': 0, 'float': 0., 'bool': False}
@@ -177,21 +208,21 @@ SOURCES = {**{f'synthstreets-{st}': 'synthstreets' for st in ss.STYLES}, 'gta5':
 #: the class set both domains of an adaptation run are read in, where it is not the target's own: SYNTHIA shares 16 of Cityscapes' 19
 SHARED_CLASSES = {'synthia': dict(num_classes=16)}
 
-def _dataset_kwargs(p:ExperimentParams) -> dict:
-    return {**dataset_class(p.dataset).run_kwargs(p), **SHARED_CLASSES.get(p.source, {})}
+def _dataset_kwargs(d:DataParams) -> dict:
+    return {**dataset_class(d.dataset).run_kwargs(d), **SHARED_CLASSES.get(d.source, {})}
 
-def _source_params(p:ExperimentParams) -> ExperimentParams:
+def _source_params(d:DataParams) -> DataParams:
     "The parameters a generated source is made from: the run's, in the source's style, `n_source` training images."
-    return replace(p, style=p.source.split('-', 1)[1], n_train=p.n_source) if dataset_class(SOURCES[p.source]).generated else p
+    return replace(d, style=d.source.split('-', 1)[1], n_train=d.n_source) if dataset_class(SOURCES[d.source]).generated else d
 
-def source_dataset(p:ExperimentParams):
+def source_dataset(d:DataParams):
     "The labeled training set of the source domain of a domain-adaptation run."
-    name = SOURCES[p.source]
-    return get_dataset(name, 'train', **dataset_class(name).run_kwargs(_source_params(p)), **SHARED_CLASSES.get(p.source, {}))
+    name = SOURCES[d.source]
+    return get_dataset(name, 'train', **dataset_class(name).run_kwargs(_source_params(d)), **SHARED_CLASSES.get(d.source, {}))
 
-def _train_size(p:ExperimentParams) -> int:
-    n = dataset_class(p.dataset).run_train_count(p)
-    return len(get_dataset(p.dataset, None, **_dataset_kwargs(p))) if n is None else n
+def _train_size(d:DataParams) -> int:
+    n = dataset_class(d.dataset).run_train_count(d)
+    return len(get_dataset(d.dataset, None, **_dataset_kwargs(d))) if n is None else n
 
 def split_label(labeled) -> str:
     "How run names and figure titles show `labeled`: a split file by its file name's stem ('30_seed0'), never its path; else as given."
@@ -208,32 +239,33 @@ def split_file(labeled) -> Path|None:
         if c.is_file(): return c.resolve()
     raise ParameterError(f"labeled={labeled!r}: no such split file (looked in {', '.join(str(c.parent) for c in cands)})")
 
-def labeled_names(p:ExperimentParams, names:list) -> list:
-    "The labeled images of a run: from its split file, or a seeded choice of `labeled` among the sorted `names`."
-    f = split_file(p.labeled)
-    if f is None: return labeled_split(names, str(p.labeled), p.split_seed)
+def labeled_names(s:SplitParams, names:list, dataset:str, labeled:str|None=None) -> list:
+    "The labeled images of a run: from its split file, or a seeded choice of `labeled` (default `s.labeled`) among the sorted `names` of `dataset`."
+    label = s.labeled if labeled is None else labeled
+    f = split_file(label)
+    if f is None: return labeled_split(names, str(label), s.split_seed)
     chosen, known = load_split(f), set(names)
     missing = [n for n in chosen if n not in known]
-    if missing: raise ParameterError(f"labeled={p.labeled!r}: {len(missing)} of its {len(chosen)} names are not in {p.dataset}'s training split, e.g. "
+    if missing: raise ParameterError(f"labeled={label!r}: {len(missing)} of its {len(chosen)} names are not in {dataset}'s training split, e.g. "
                                      f"{missing[0]!r} (its names are paths in the dataset's folder, such as {names[0]!r})")
     return chosen
 
-def holdout_names(p:ExperimentParams, names:list) -> list:
-    "The training images `p.holdout` leaves out (their file names start with it), or []."
-    prefix = str(p.holdout).strip()
+def holdout_names(d:DataParams, names:list) -> list:
+    "The training images `d.holdout` leaves out (their file names start with it), or []."
+    prefix = str(d.holdout).strip()
     if not prefix: return []
     held = [n for n in names if Path(n).name.startswith(prefix)]
     if not held or len(held) == len(names):
-        raise ParameterError(f"holdout={p.holdout!r} must name some but not all of {p.dataset}'s {len(names)} training images by the start of their "
+        raise ParameterError(f"holdout={d.holdout!r} must name some but not all of {d.dataset}'s {len(names)} training images by the start of their "
                              f"file names (e.g. {Path(names[0]).name[:6]!r}); it names {len(held)}")
     return held
 
-def training_names(p:ExperimentParams, names:list) -> tuple:
+def training_names(d:DataParams, s:SplitParams, names:list) -> tuple:
     "(labeled, unlabeled, held-out) names of the training split: the labeled split, the rest, and those `holdout` leaves out of both."
-    held = set(holdout_names(p, names))
+    held = set(holdout_names(d, names))
     pool = [n for n in names if n not in held]
-    labeled = [n for n in labeled_names(p, names if split_file(p.labeled) else pool) if n not in held]
-    if not labeled: raise ParameterError(f"holdout={p.holdout!r} leaves none of the labeled images of labeled={p.labeled!r}")
+    labeled = [n for n in labeled_names(s, names if split_file(s.labeled) else pool, d.dataset) if n not in held]
+    if not labeled: raise ParameterError(f"holdout={d.holdout!r} leaves none of the labeled images of labeled={s.labeled!r}")
     return labeled, sorted(set(pool) - set(labeled)), sorted(held)
 
 def rescale(x:torch.Tensor, # (N, C, H, W) images (uint8 or float) or (N, H, W) labels
@@ -256,14 +288,14 @@ def scaled_batches(batches, # (float images in [0, 1] made from uint8, labels)
     for x, y in batches:
         yield (x if scale == 1 else rescale(x.mul(255).round().to(torch.uint8), scale).float()/255), y
 
-def eval_window(p:ExperimentParams):
+def eval_window(d:DataParams):
     "The (h, w) window of sliding-window evaluation, or None for whole images."
-    s = str(p.eval_window).strip().lower()
+    s = str(d.eval_window).strip().lower()
     if s != 'crop':
-        try: return parse_size(p.eval_window, 'eval_window')
-        except ParameterError: raise ParameterError(f"eval_window={p.eval_window!r} must be 'none', 'crop' or a size such as 512 or '512x512'") from None
-    c = dataset_class(p.dataset).crop_size(p.crop)
-    if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={p.crop!r}); give the window's size, e.g. eval_window=512x512")
+        try: return parse_size(d.eval_window, 'eval_window')
+        except ParameterError: raise ParameterError(f"eval_window={d.eval_window!r} must be 'none', 'crop' or a size such as 512 or '512x512'") from None
+    c = dataset_class(d.dataset).crop_size(d.crop)
+    if not c: raise ParameterError(f"eval_window='crop': this run trains on whole images (crop={d.crop!r}); give the window's size, e.g. eval_window=512x512")
     return tuple(c)
 
 def train_config(p:ExperimentParams) -> TrainConfig:
@@ -282,20 +314,20 @@ def method_of(p:ExperimentParams):
     m.check(run_info(p))
     return m
 
-def check_processes(p:ExperimentParams):
+def check_processes(r:RunParams):
     "Check the parameters of a run of many processes (`nproc`, `nnodes`, `rdzv_endpoint`, `sync_bn`) against this machine."
     for k in ('nproc', 'nnodes'):
-        if isinstance(getattr(p, k), bool) or int(getattr(p, k)) < 1: raise ParameterError(f"{k}={getattr(p, k)!r} must be an integer >= 1")
-    device = resolve_device(p.device)
-    if p.nproc*p.nnodes > 1:
-        if re.fullmatch(r'cuda:\d+', str(p.device).strip().lower()):
-            raise ParameterError(f"device={p.device!r}: each of the nproc={p.nproc} processes trains on its own GPU; give device='cuda' or 'auto'")
-        if device.type not in ('cuda', 'cpu'): raise ParameterError(f"nproc={p.nproc}: many processes train on CUDA devices or on the CPU, not on {device.type}")
-        if device.type == 'cuda' and p.nproc > torch.cuda.device_count():
-            raise ParameterError(f"nproc={p.nproc}: this node has {torch.cuda.device_count()} CUDA device(s), and each process needs its own")
-    if p.nnodes > 1 and not re.fullmatch(r'[^\s:/]+:\d+', str(p.rdzv_endpoint).strip()):
-        raise ParameterError(f"rdzv_endpoint={p.rdzv_endpoint!r}: a run of nnodes={p.nnodes} needs the first node's host:port, e.g. rdzv_endpoint=node01:29500")
-    if p.sync_bn and p.nproc*p.nnodes > 1 and device.type != 'cuda':
+        if isinstance(getattr(r, k), bool) or int(getattr(r, k)) < 1: raise ParameterError(f"{k}={getattr(r, k)!r} must be an integer >= 1")
+    device = resolve_device(r.device)
+    if r.nproc*r.nnodes > 1:
+        if re.fullmatch(r'cuda:\d+', str(r.device).strip().lower()):
+            raise ParameterError(f"device={r.device!r}: each of the nproc={r.nproc} processes trains on its own GPU; give device='cuda' or 'auto'")
+        if device.type not in ('cuda', 'cpu'): raise ParameterError(f"nproc={r.nproc}: many processes train on CUDA devices or on the CPU, not on {device.type}")
+        if device.type == 'cuda' and r.nproc > torch.cuda.device_count():
+            raise ParameterError(f"nproc={r.nproc}: this node has {torch.cuda.device_count()} CUDA device(s), and each process needs its own")
+    if r.nnodes > 1 and not re.fullmatch(r'[^\s:/]+:\d+', str(r.rdzv_endpoint).strip()):
+        raise ParameterError(f"rdzv_endpoint={r.rdzv_endpoint!r}: a run of nnodes={r.nnodes} needs the first node's host:port, e.g. rdzv_endpoint=node01:29500")
+    if r.sync_bn and r.nproc*r.nnodes > 1 and device.type != 'cuda':
         raise ParameterError("sync_bn=True needs CUDA devices (SyncBatchNorm does not run on the CPU); leave it off, or freeze BatchNorm with freeze_bn=True")
 
 def validate(p:ExperimentParams) -> ExperimentParams:
@@ -309,10 +341,11 @@ def _validated(p) -> tuple:
     dataset_class(p.dataset); check_choice('method', p.method, list(METHODS))
     check_choice('model', p.model, list(MODELS)); check_choice('style', p.style, list(ss.STYLES))
     check_choice('init_parts', p.init_parts, ('all', 'backbone'))
-    check_settings_used(p)
+    data, split, start = p.group('data'), p.group('split'), p.group('model')
+    check_settings_used(data)
     check_choice('optimizer', p.optimizer, OPTIMIZERS); check_choice('schedule', p.schedule, SCHEDULES)
     train_config(p).resolved_precision(resolve_device(p.device))
-    check_processes(p)
+    check_processes(p.group('run'))
     check_finite(p)
     for k in ('iterations', 'log_every', 'checkpoint_every', 'workers'):
         if int(getattr(p, k)) < 0: raise ParameterError(f"{k}={getattr(p, k)} must be >= 0")
@@ -322,7 +355,7 @@ def _validated(p) -> tuple:
     if not p.lr > 0: raise ParameterError(f"lr={p.lr} must be positive")
     if not 0 <= p.ema_alpha < 1: raise ParameterError(f"ema_alpha={p.ema_alpha} must be in [0, 1)")
     if str(p.crop).strip().lower() != 'auto': parse_size(p.crop)
-    eval_window(p)
+    eval_window(data)
     method = method_of(p)
     if p.source:
         check_choice('source', p.source, list(SOURCES))
@@ -346,13 +379,13 @@ def _validated(p) -> tuple:
     if p.init == 'imagenet': check_imagenet(p.model)   # fetched into torchvision's cache now if it is one of its files, and loaded once
     if p.init not in ('none', 'imagenet', *PRETRAINED) and not Path(p.init).is_file():
         raise ParameterError(f"init={p.init!r} is not one of: none, imagenet, {', '.join(PRETRAINED)}, or an existing checkpoint file")
-    check_start(p)
-    check_fit(p)
+    check_start(start)
+    check_fit(data, start)
     if split_file(p.labeled) is not None or str(p.holdout).strip():
-        labeled, rest, _ = training_names(p, get_dataset(p.dataset, None, **_dataset_kwargs(p)).names)
+        labeled, rest, _ = training_names(data, split, get_dataset(p.dataset, None, **_dataset_kwargs(data)).names)
         n, k = len(labeled) + len(rest), len(labeled)
     else:
-        n = _train_size(p)
+        n = _train_size(data)
         k = labeled_count(str(p.labeled), n, f"{p.dataset} train")
     if method.unlabeled and k == n and not p.source: raise ParameterError(f"labeled={p.labeled!r} leaves no unlabeled images for method={p.method!r}")
     resolve_device(p.device)
@@ -386,59 +419,59 @@ def check_finite(p:ExperimentParams):
 
 _FINITE_STARTS = set()   # (file, size, mtime) of the start files read and found whole
 
-def check_start(p:ExperimentParams):
+def check_start(m:ModelParams):
     """Read the weights `init` names (a checkpoint file or a shipped start) before anything runs: a file that cannot be
     read, or that holds a tensor that is not finite (the weights of a run that diverged), is refused, naming it."""
-    if p.init in ('none', 'imagenet'): return
-    path = init_path(p.init, p.model)
+    if m.init in ('none', 'imagenet'): return
+    path = init_path(m.init, m.model)
     if not path.is_file(): return   # `validate` names it
     st = path.stat(); key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _FINITE_STARTS: return
     state = load_checkpoint_file(path, name='init')['state']
     bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
     if bad is not None:
-        raise ParameterError(f"init={p.init!r}: {path} holds values that are not finite (NaN or infinity) in {bad!r}, "
+        raise ParameterError(f"init={m.init!r}: {path} holds values that are not finite (NaN or infinity) in {bad!r}, "
                              "the weights of a run that diverged?; start from other weights")
     _FINITE_STARTS.add(key)
 
 # %% ../nbs/08_experiment.ipynb #83f4ae38
-def run_classes(p:ExperimentParams) -> tuple:
-    "The classes a run of `p` trains (a generated dataset's without making its images)."
-    known = dataset_class(p.dataset).run_classes(p)
-    return tuple(get_dataset(p.dataset, None, **_dataset_kwargs(p)).classes) if known is None else known
+def run_classes(d:DataParams) -> tuple:
+    "The classes a run of data `d` trains (a generated dataset's without making its images)."
+    known = dataset_class(d.dataset).run_classes(d)
+    return tuple(get_dataset(d.dataset, None, **_dataset_kwargs(d)).classes) if known is None else known
 
 _FITTING = set()   # (file, size, mtime, model, classes, parts) of the starts found to fit
 
-def check_fit(p:ExperimentParams):
+def check_fit(d:DataParams, m:ModelParams):
     """Refuse a start that does not fit the run: a backbone of other shapes; and when all its parts load (`init_parts='all'`),
     other class names or a classifier of another shape."""
-    if p.init in ('none', 'imagenet'): return
-    path = init_path(p.init, p.model)
+    if m.init in ('none', 'imagenet'): return
+    path = init_path(m.init, m.model)
     if not path.is_file(): return   # `validate` names it
-    classes, st = run_classes(p), path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, p.model, classes, p.init_parts)
+    classes, st = run_classes(d), path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, m.model, classes, m.init_parts)
     if key in _FITTING: return
     ck = load_checkpoint_file(path, name='init')
     fix = "give init_parts=backbone to load its backbone alone, with a fresh classifier"
     theirs, state = ck.get('classes'), ck['state']
-    if p.init_parts == 'backbone': theirs = None   # its classifier is not loaded
+    if m.init_parts == 'backbone': theirs = None   # its classifier is not loaded
     if theirs and tuple(theirs) != classes:
-        same = [k for k in dataset_class(p.dataset).run_class_sets if tuple(_CLASS_SETS[k][0]) == tuple(theirs)]
-        raise ParameterError(f"init={p.init!r} was trained on the classes {', '.join(theirs)}; this run's are {', '.join(classes)}, so its "
+        same = [k for k in dataset_class(d.dataset).run_class_sets if tuple(_CLASS_SETS[k][0]) == tuple(theirs)]
+        raise ParameterError(f"init={m.init!r} was trained on the classes {', '.join(theirs)}; this run's are {', '.join(classes)}, so its "
                              f"classifier would predict the wrong classes: " + (f"give classes={same[0]} to train as its classes, or " if same else '')
                              + f"start from weights of this run's classes, or {fix}")
-    with torch.device('meta'): net = get_model(p.model, len(classes))   # shapes only: no memory, no work
-    if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(net, strip_prefixes(k))}
+    with torch.device('meta'): net = get_model(m.model, len(classes))   # shapes only: no memory, no work
+    if m.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(net, strip_prefixes(k))}
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         try: rep = load_weights(net, state)
-        except ParameterError as e: raise ParameterError(f"init={p.init!r} does not fit model={p.model!r}: {e}") from None
+        except ParameterError as e: raise ParameterError(f"init={m.init!r} does not fit model={m.model!r}: {e}") from None
     if rep['skipped']:
         k = rep['skipped'][0]; own = net.state_dict()[k]
         src = next((v for kk, v in ck['state'].items() if kk == k or strip_prefixes(kk) == k or kk.endswith('.' + k)), None)
         n = ck.get('num_classes') or (src.shape[0] if src is not None else '?')
-        raise ParameterError(f"init={p.init!r} is for {n} classes and this run has {len(classes)} ({k}: {tuple(src.shape) if src is not None else '?'} "
-                             f"in the file, {tuple(own.shape)} in {p.model}), so its classifier cannot be loaded; {fix}")
+        raise ParameterError(f"init={m.init!r} is for {n} classes and this run has {len(classes)} ({k}: {tuple(src.shape) if src is not None else '?'} "
+                             f"in the file, {tuple(own.shape)} in {m.model}), so its classifier cannot be loaded; {fix}")
     _FITTING.add(key)
 
 # %% ../nbs/08_experiment.ipynb #8a880617
@@ -485,31 +518,32 @@ def saved_per_image(model:str, num_classes:int, height:int, width:int) -> tuple|
 # %% ../nbs/08_experiment.ipynb #48804923
 def _size(n:int) -> str: return f"{n/1e9:.1f} GB" if n >= 1e9 else f"{n/1e6:.0f} MB"
 
-def _train_image_size(p:ExperimentParams) -> tuple|None:
+def _train_image_size(d:DataParams) -> tuple|None:
     "The (height, width) a run trains at: its crop, its dataset's training size (a generated dataset's) or the first image's; times `image_scale`."
-    cls = dataset_class(p.dataset)
-    hw = cls.crop_size(p.crop) or cls.run_image_size(p)
+    cls = dataset_class(d.dataset)
+    hw = cls.crop_size(d.crop) or cls.run_image_size(d)
     if hw is None:
         from PIL import Image
         try:
-            with Image.open(get_dataset(p.dataset, None, **_dataset_kwargs(p)).pairs[0][0]) as im: hw = im.size[::-1]
+            with Image.open(get_dataset(d.dataset, None, **_dataset_kwargs(d)).pairs[0][0]) as im: hw = im.size[::-1]
         except (OSError, DatasetError): return None
-    return tuple(max(1, round(v*float(p.image_scale))) for v in hw)
+    return tuple(max(1, round(v*float(d.image_scale))) for v in hw)
 
 def check_memory(p:ExperimentParams,
                  unlabeled:bool|None=None): # whether the method trains on unlabeled batches (None: made from `p` to ask it)
     "Refuse a run whose first training step cannot fit in the memory free on its device, naming the parameter to lower."
     device = resolve_device(p.device)
-    free, hw = available_memory(device), _train_image_size(p)
+    data = p.group('data')
+    free, hw = available_memory(device), _train_image_size(data)
     if not free or hw is None: return
-    est = saved_per_image(p.model, len(run_classes(p)), *hw)
+    est = saved_per_image(p.model, len(run_classes(data)), *hw)
     if est is None: return
     per_image, weights = est
     if train_config(p).resolved_precision(device) in ('bf16', 'fp16'): per_image //= 2   # (a lower bound)
     u = p.batch_size_u if (method_of(p).unlabeled if unlabeled is None else unlabeled) else 0
     procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
     cls = dataset_class(p.dataset)
-    held = cls.run_memory(p) + (dataset_class(SOURCES[p.source]).run_memory(_source_params(p)) if p.source else 0)
+    held = cls.run_memory(data) + (dataset_class(SOURCES[p.source]).run_memory(_source_params(data)) if p.source else 0)
     step = procs*(per_image*(p.batch_size + u) + 4*weights)
     if step + held <= free: return
     what = f"{_size(per_image)} per image of {hw[0]}x{hw[1]} for {p.model}"
@@ -521,17 +555,17 @@ def check_memory(p:ExperimentParams,
     raise ParameterError(f"{k}={getattr(p, k)!r}: {why}, more than the {_size(free)} available on {device}; lower {k}")
 
 # %% ../nbs/08_experiment.ipynb #ea61cdeb
-def check_settings_used(p:ExperimentParams):
+def check_settings_used(d:DataParams):
     "Refuse a setting that the run would not use yet would record among its parameters: a generated dataset's on another dataset, `n_source` without a SynthStreets source."
     default = {f.name: f.default for f in fields(ExperimentParams)}
-    own = dataset_class(p.dataset).run_settings
+    own = dataset_class(d.dataset).run_settings
     for name, cls in DATASETS.items():
-        k = next((k for k in cls.run_settings if k not in own and getattr(p, k) != default[k]), None)
-        if k: raise ParameterError(f"{k}={getattr(p, k)!r} is a setting of the generated dataset {name}; dataset={p.dataset!r} does not use it: leave it out")
-    ours = p.source in SOURCES and SOURCES[p.source] == 'synthstreets'
-    if not ours and p.n_source != default['n_source']:
-        raise ParameterError(f"n_source={p.n_source!r} is the size of a SynthStreets source; {f'source={p.source!r}' if p.source else 'a run without source='} does not use it: leave it out")
-    if ours and p.n_source < 1: raise ParameterError(f"n_source={p.n_source!r} must be >= 1: the images of source={p.source!r}")
+        k = next((k for k in cls.run_settings if k not in own and getattr(d, k) != default[k]), None)
+        if k: raise ParameterError(f"{k}={getattr(d, k)!r} is a setting of the generated dataset {name}; dataset={d.dataset!r} does not use it: leave it out")
+    ours = d.source in SOURCES and SOURCES[d.source] == 'synthstreets'
+    if not ours and d.n_source != default['n_source']:
+        raise ParameterError(f"n_source={d.n_source!r} is the size of a SynthStreets source; {f'source={d.source!r}' if d.source else 'a run without source='} does not use it: leave it out")
+    if ours and d.n_source < 1: raise ParameterError(f"n_source={d.n_source!r} must be >= 1: the images of source={d.source!r}")
 
 # %% ../nbs/08_experiment.ipynb #2d613bda
 @dataclass
@@ -547,24 +581,24 @@ class Experiment:
     palette: object
     device: torch.device
 
-def _init_model(p:ExperimentParams, num_classes:int, device):
-    model = get_model(p.model, num_classes)
+def _init_model(m:ModelParams, num_classes:int, device):
+    model = get_model(m.model, num_classes)
     report = None
-    if p.init == 'imagenet':
-        rep = load_imagenet(model, p.model)
-        report = dict(file=rep['file'], imagenet=imagenet_weights(p.model), matched=len(rep['matched']), missing=rep['missing'],
+    if m.init == 'imagenet':
+        rep = load_imagenet(model, m.model)
+        report = dict(file=rep['file'], imagenet=imagenet_weights(m.model), matched=len(rep['matched']), missing=rep['missing'],
                       backbone_coverage=rep['backbone_coverage'], warnings=rep['warnings'])
-    elif p.init != 'none':
-        ck = load_checkpoint_file(init_path(p.init), name='init')
+    elif m.init != 'none':
+        ck = load_checkpoint_file(init_path(m.init), name='init')
         path, state = ck['path'], ck['state']
-        if p.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
+        if m.init_parts == 'backbone': state = {k: v for k, v in state.items() if not is_head(model, strip_prefixes(k))}
         report = load_weights(model, state)
         head = [k for k in model.state_dict() if is_head(model, k)]
         fresh = not set(head) <= set(report['matched'])
         report = dict(file=str(path), matched=len(report['matched']), missing=report['missing'], backbone_coverage=report['backbone_coverage'],
                       classes=list(ck['classes']) if ck['classes'] else None, head='fresh' if fresh else 'loaded')
         if fresh:   # (a classifier that does not fit is refused by `check_fit`: here it was left out, or is not in the file)
-            why = 'init_parts=backbone' if p.init_parts == 'backbone' else f'{path} has no classifier for {p.model}'
+            why = 'init_parts=backbone' if m.init_parts == 'backbone' else f'{path} has no classifier for {m.model}'
             print(f"init: the backbone of {path}; the classifier starts fresh ({why})", flush=True)
     return model.to(device), report
 
@@ -574,31 +608,34 @@ def check_labels(ds):
     for i in range(len(ds)): ds.load_label(i)
 
 # %% ../nbs/08_experiment.ipynb #a6227386
-def _val_data(p:ExperimentParams, val_ds):
-    "A function giving fresh validation batches (this rank's share of them, in a run of many processes), and validation images for figures."
+def _val_data(val_ds, scale:float, workers:int):
+    """A function giving fresh validation batches (this rank's share of them, in a run of many processes), and validation
+    images for figures, at `scale` (`image_scale`) where the images are held in memory; read by `workers` processes else."""
     cls, rank = type(val_ds), rank_info()
     mine = (lambda seq: seq[rank.rank::rank.world_size]) if rank else (lambda seq: seq)
     if cls.in_memory:   # figures show the images and labels at the scale trained at; the metrics use the full-resolution labels
         xv, yv = load_tensors(val_ds)
-        xs = rescale(xv, p.image_scale)
+        xs = rescale(xv, scale)
         xm, ym = mine(xs), mine(yv)
-        return lambda: tensor_batches(xm, ym, 32), xs, rescale(yv, p.image_scale)
+        return lambda: tensor_batches(xm, ym, 32), xs, rescale(yv, scale)
     idx = sorted({round(i*(len(val_ds) - 1)/7) for i in range(8)})
     xv, yv = preview(val_ds, idx, cls.eval_size)
     part = val_ds.subset(mine(val_ds.names)) if rank else val_ds
-    return lambda: eval_batches(part, cls.eval_size, 4 if cls.eval_size else 1, p.workers), xv, yv
+    return lambda: eval_batches(part, cls.eval_size, 4 if cls.eval_size else 1, workers), xv, yv
 
-def _batches(p:ExperimentParams, ds, batch_size:int, seed:int, labels:bool, device, crop=None):
+def _batches(ds, batch_size:int, seed:int, labels:bool, device,
+             crop, scale:float, workers:int, # the training crop, `image_scale`, the reader processes
+             class_uniform:bool=False): # labeled images drawn class-uniformly
     "Endless batches of `ds`: in memory when it is small and used as stored, else streamed from disk; with many processes, this rank's slice of the global batch."
-    transform = type(ds).train_transform(p.crop if crop is None else crop)
-    uniform = ds.num_classes if labels and p.class_uniform else 0
+    transform = type(ds).train_transform(crop)
+    uniform = ds.num_classes if labels and class_uniform else 0
     rank = rank_info()
     batch_size *= rank.world_size if rank else 1   # the global batch, drawn alike on every rank
     if type(ds).in_memory and transform is None:
         x, y = load_tensors(ds)
-        x, y = rescale(x, p.image_scale), rescale(y, p.image_scale)
+        x, y = rescale(x, scale), rescale(y, scale)
         return shard(TensorBatches(x, y if labels else None, batch_size, seed=seed, device=device, class_uniform=uniform), rank)
-    return shard(LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=p.workers, labels=labels, class_uniform=uniform), rank)
+    return shard(LoaderBatches(ds, batch_size, transform, seed=seed, device=device, workers=workers, labels=labels, class_uniform=uniform), rank)
 
 def class_distribution(ds, num_classes:int, max_images:int=500) -> tuple:
     "Pixel frequency of each class over (up to `max_images` evenly spread images of) `ds`."
@@ -620,45 +657,47 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
     device, out, t0 = resolve_device(p.device), Path(p.out_dir), time.time()
     if rank is not None and device.type == 'cuda': device = torch.device('cuda', torch.cuda.current_device())   # this rank's GPU
     torch.manual_seed(p.seed)
+    data = p.group('data')
     cls = dataset_class(p.dataset)
-    train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(p))
-    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
+    train_ds = get_dataset(p.dataset, cls.train_split, **_dataset_kwargs(data))
+    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(data))
+    batches = lambda ds, n, seed, labels, crop=p.crop: _batches(ds, n, seed, labels, device, crop, p.image_scale, p.workers, p.class_uniform)
     held = []   # training images left out (holdout), scored apart
     if p.source:   # domain adaptation: every source image labeled, the target's training images unlabeled (but target_labeled)
-        src_ds = source_dataset(p)
+        src_ds = source_dataset(data)
         if tuple(src_ds.classes) != tuple(train_ds.classes): raise ParameterError(f"source={p.source!r} and dataset={p.dataset!r} do not share their classes")
         names, crop = [], (p.crop if str(p.crop).strip().lower() != 'auto' or not src_ds.default_crop else 'x'.join(map(str, src_ds.default_crop)))
         distribution_of = train_ds   # the target's classes (the thesis computes them from its labels to showcase alignment)
         n_labeled, rest = len(src_ds), []
         if str(p.target_labeled).strip():   # semi-supervised DA: labeled batches half source, half the target's labeled images
-            names = labeled_names(replace(p, labeled=p.target_labeled), train_ds.names)
+            names = labeled_names(p.group('split'), train_ds.names, p.dataset, labeled=p.target_labeled)
             if main: save_split(out/'labeled.txt', names)
             rest, half = sorted(set(train_ds.names) - set(names)), p.batch_size//2
-            labeled = DomainBatches(_batches(p, src_ds, p.batch_size - half, p.seed, True, device, crop=crop),
-                                    _batches(p, train_ds.subset(names), half, p.seed + 2, True, device, crop=crop))
+            labeled = DomainBatches(batches(src_ds, p.batch_size - half, p.seed, True, crop),
+                                    batches(train_ds.subset(names), half, p.seed + 2, True, crop))
             distribution_of, n_labeled = train_ds.subset(names), len(names)
-        else: labeled = _batches(p, src_ds, p.batch_size, p.seed, True, device)
-        unlabeled = _batches(p, train_ds.subset(rest) if names else train_ds, p.batch_size_u, p.seed + 1, False, device, crop=crop) if method.unlabeled else None
+        else: labeled = batches(src_ds, p.batch_size, p.seed, True)
+        unlabeled = batches(train_ds.subset(rest) if names else train_ds, p.batch_size_u, p.seed + 1, False, crop) if method.unlabeled else None
     else:
-        names, rest, held = training_names(p, train_ds.names)
+        names, rest, held = training_names(data, p.group('split'), train_ds.names)
         if p.dataset.startswith(FOLDER_PREFIX): check_labels(train_ds.subset(names))   # a user's labels, once: not when a batch draws one
         if main: save_split(out/'labeled.txt', names)
-        labeled = _batches(p, train_ds.subset(names), p.batch_size, p.seed, True, device)
-        unlabeled = _batches(p, train_ds.subset(rest), p.batch_size_u, p.seed + 1, False, device) if method.unlabeled else None
+        labeled = batches(train_ds.subset(names), p.batch_size, p.seed, True)
+        unlabeled = batches(train_ds.subset(rest), p.batch_size_u, p.seed + 1, False) if method.unlabeled else None
         distribution_of = train_ds.subset(names)   # the labeled images' classes
         n_labeled = len(names)
     distribution = []
     def class_dist():
         distribution[:] = class_distribution(distribution_of, train_ds.num_classes); return tuple(distribution)
-    val_batches, xv, yv = _val_data(p, val_ds)
-    model, init_report = _init_model(p, train_ds.num_classes, device)
+    val_batches, xv, yv = _val_data(val_ds, p.image_scale, p.workers)
+    model, init_report = _init_model(p.group('model'), train_ds.num_classes, device)
     if p.freeze_bn: model.set_freeze_bn(True)
-    window = eval_window(p)
+    window = eval_window(data)
     combined = (lambda r: reduce_evaluation(r, train_ds.classes)) if rank else (lambda r: r)   # each rank scored a share of the images
     evaluate_on_val = lambda m: combined(evaluate(m, val_batches(), train_ds.num_classes, device, train_ds.classes, window))
     start = evaluate_on_val(model)
     if held:   # the left-out sequence: scored like val, from the start and at the end
-        held_batches = _val_data(p, train_ds.subset(held))[0]
+        held_batches = _val_data(train_ds.subset(held), p.image_scale, p.workers)[0]
         evaluate_on_held = lambda m: combined(evaluate(m, held_batches(), train_ds.num_classes, device, train_ds.classes, window))
         start_held = evaluate_on_held(model)
     start_model = copy.deepcopy(model).eval()
@@ -702,8 +741,8 @@ def run_experiment(p:ExperimentParams, progress:str|None='log') -> Experiment:
 def _launch_experiment(p:ExperimentParams, progress:str|None) -> Experiment:
     "Train `p` in `p.nproc` processes started by torchrun (see `classmix_lab.launch`), then read what rank 0 wrote."
     cls = dataset_class(p.dataset)   # made (SynthStreets: generated into the cache) once here, not by every process at once
-    for split in (cls.train_split, cls.val_split): get_dataset(p.dataset, split, **_dataset_kwargs(p))
-    if p.source: source_dataset(p)
+    for split in (cls.train_split, cls.val_split): get_dataset(p.dataset, split, **_dataset_kwargs(p.group('data')))
+    if p.source: source_dataset(p.group('data'))
     launch(p.out_dir, asdict(p), p.nproc, p.nnodes, p.rdzv_endpoint, progress=progress is not None)
     return finished_experiment(p)
 
@@ -727,15 +766,15 @@ def finished_experiment(p:ExperimentParams) -> Experiment:
     out, device = Path(p.out_dir), resolve_device(p.device)
     metrics = load_metrics(out)
     cls = dataset_class(p.dataset)
-    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p))
-    _, xv, yv = _val_data(p, val_ds)
+    val_ds = get_dataset(p.dataset, cls.val_split, **_dataset_kwargs(p.group('data')))
+    _, xv, yv = _val_data(val_ds, p.image_scale, p.workers)
     ck = read_checkpoint(out/'checkpoint.pt')
     C = val_ds.num_classes
     def network(state):
         m = get_model(p.model, C); m.load_state_dict(state)
         return m.to(device).eval()
     torch.manual_seed(p.seed)
-    start_model = _init_model(p, C, device)[0].eval()
+    start_model = _init_model(p.group('model'), C, device)[0].eval()
     trained = TrainedRun(network(ck['student']), network(ck['teacher']), ck['history'], tuple(ck['stat_names']), ck['stats'],
                          ck['iteration'], ck['seconds'], metrics.get('estimate'), metrics.get('precision', 'fp32'))
     return Experiment(p, metrics, trained, start_model, xv, yv, val_ds.classes, val_ds.palette, device)
@@ -789,7 +828,8 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     bad = next((k for k in dataset_kwargs if k not in takes), None)
     if bad: raise ParameterError(f"{bad}={dataset_kwargs[bad]!r} is not an argument of evaluate_run or of {name} (its arguments: "
                                  f"dataset, split, root, device, workers, window{''.join(', ' + k for k in takes)})")
-    own = _dataset_kwargs(p) if name == p.dataset else {}
+    data = p.group('data')
+    own = _dataset_kwargs(data) if name == p.dataset else {}
     kw = {**own, **dataset_kwargs}
     ds = get_dataset(name, split, root=root, **kw)
     if len(ds) == 0: raise ParameterError(f"{name} {split}: no images (root {ds.root})")
@@ -798,13 +838,13 @@ def evaluate_run(run_dir, # a finished run's folder (model.pt and metrics.json)
     device = resolve_device(device)
     model = load_run_model(run_dir, device)
     size = type(ds).eval_size
-    try: win = eval_window(p) if str(window) == 'run' else parse_size(window, 'window')
+    try: win = eval_window(data) if str(window) == 'run' else parse_size(window, 'window')
     except ParameterError: raise ParameterError(f"window={window!r} must be 'run', 'none' or a size such as 512 or '512x1024'") from None
     batches = scaled_batches(eval_batches(ds, size, 4 if size else 1, workers), float(p.image_scale))   # at the scale the run trained at
     r = evaluate(model, batches, ds.num_classes, device, ds.classes, win)
     slug = lambda t: re.sub(r'[^A-Za-z0-9_.-]+', '-', str(t))
     given = {k: v for k, v in dataset_kwargs.items() if own.get(k, object()) != v}   # what is not the run's own
-    if str(window) != 'run' and win != eval_window(p): given['window'] = 'x'.join(map(str, win)) if win else 'none'
+    if str(window) != 'run' and win != eval_window(data): given['window'] = 'x'.join(map(str, win)) if win else 'none'
     if root is not None: given['root'] = hashlib.sha256(str(Path(root).expanduser().resolve()).encode()).hexdigest()[:8]
     stem = f"eval_{slug(name)}_{slug(split)}" + ''.join(f"_{slug(k)}-{slug(v)}" for k, v in sorted(given.items()))
     if len(stem) > 180: stem = f"{stem[:160]}-{hashlib.sha256(stem.encode()).hexdigest()[:12]}"

@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from classmix_lab.config import load_settings, ParameterError, find_settings_file, resolve_device
 from conftest import ROOT
+from classmix_lab.experiment import ExperimentParams
 
 
 def test_the_projects_settings_file_is_found_from_inside_the_clone(monkeypatch):
@@ -42,3 +43,18 @@ def test_devices():
     assert str(resolve_device('cpu')) == 'cpu' and resolve_device('auto').type in ('cpu', 'cuda')
     with pytest.raises(ParameterError, match="device='gpu0' is not one of: auto, cpu, cuda, cuda:N"):
         resolve_device('gpu0')
+
+
+def test_the_parameters_fall_into_groups_and_a_group_holds_its_own_alone():
+    "Every parameter is in one group; a helper given a group (`p.group('data')`) can read nothing else, nor change it."
+    from dataclasses import fields, FrozenInstanceError
+    from classmix_lab.experiment import PARAM_GROUPS
+    grouped = [k for keys in PARAM_GROUPS.values() for k in keys]
+    assert sorted(grouped) == sorted(f.name for f in fields(ExperimentParams)), 'each parameter in exactly one group'
+    p = ExperimentParams(dataset='camvid', image_scale=0.5, lr=0.01, workers=0, labeled='30', model='swiftnet-lite0')
+    d = p.group('data')
+    assert (d.dataset, d.image_scale) == ('camvid', 0.5) and not hasattr(d, 'lr') and not hasattr(d, 'labeled')
+    assert p.group('training').lr == 0.01 and p.group('run').workers == 0 and p.group('split').labeled == '30'
+    assert p.group('model').model == 'swiftnet-lite0' and type(d).__name__ == 'DataParams'
+    with pytest.raises(FrozenInstanceError): d.dataset = 'voc'
+    with pytest.raises(ParameterError, match="group='optim' is not one of: data, split, model, training, run"): p.group('optim')

@@ -155,14 +155,15 @@ def test_a_source_of_any_synthstreets_style(tmp_path):
     for style in ('sim+real-look', 'real'):
         p = da(tmp_path, source=f'synthstreets-{style}', method='supervised', n_source=3)
         validate(p)
-        x, y = load_tensors(source_dataset(p))
+        x, y = load_tensors(source_dataset(p.group('data')))
         img, lab = ss.render_scene(p.data_seed, 2, style, p.height, p.width, 'train')
         assert len(x) == 3 and np.array_equal(y[2].numpy(), lab) and np.array_equal(x[2].permute(1, 2, 0).numpy(), img)
     m = run_experiment(da(tmp_path, source='synthstreets-sim+real-layout', method='supervised', n_source=6), progress=None).metrics
     assert m['status'] == 'ok' and m['n_labeled'] == 6 and m['params']['source'] == 'synthstreets-sim+real-layout'
     p = da(tmp_path, source='synthstreets-sim', method='supervised', n_source=3, classes='camvid', init_parts='backbone')   # both domains as CamVid's
     validate(p)
-    assert tuple(source_dataset(p).classes) == run_classes(p) and 'pavement' in run_classes(p)
+    d = p.group('data')
+    assert tuple(source_dataset(d).classes) == run_classes(d) and 'pavement' in run_classes(d)
 
 
 @pytest.mark.parametrize('kw, msg', [
@@ -254,3 +255,4 @@ def test_sliding_window_evaluation_of_a_run(tmp_path):
     whole = evaluate_run(tmp_path/'run', window='none', workers=0)
     assert tuple(same['window']) == (24, 48)
     assert same['miou'] == pytest.approx(m['miou'], abs=1e-6) and whole['window'] is None and whole['miou'] != same['miou']
+
