@@ -1,7 +1,7 @@
 # classmix_lab: the two commands of the README.
 #   make demo  - set up (a virtual environment in .venv) and run the demo; prints the path of reports/index.html
 #   make test  - set up with the development tools and run every test
-#   make test-fast - the tests that run no notebook, no training run and no browser (a contributor's minute)
+#   make test-fast - the tests that run no notebook, no training run and no browser, one process per core
 # PYTHON picks the interpreter that creates the environment (3.10 or newer).
 PYTHON ?= python3
 VENV   ?= .venv
@@ -32,7 +32,7 @@ test: setup-dev
 	$(BIN)/nbdev-test --n-workers 2
 
 test-fast: setup-dev
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -m 'not slow and not browser' --durations=5
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto -m 'not slow and not browser' --durations=5
 
 # regenerate classmix_lab/ from nbs/ (never edit classmix_lab/ by hand)
 export: setup-dev
