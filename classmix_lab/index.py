@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64, contextlib, html, io, json, os, re, time
 try: import fcntl
 except ImportError: fcntl = None   # Windows: no lock (run one sweep at a time there)
-from dataclasses import asdict
+from dataclasses import asdict, fields, MISSING
 from pathlib import Path
 from .config import atomic_write
 from .config import ParameterError
@@ -121,12 +121,18 @@ def _labeled_key(r:dict):
     return (r.get('n_labeled') or 0, str(r['params'].get('labeled')))
 
 _NOT_SETTINGS = ('seed', 'labeled', 'out_dir', 'compare_with', 'device', 'workers', 'log_every', 'checkpoint_every')
+_DEFAULTS = {f.name: f.default for f in fields(ExperimentParams) if f.default is not MISSING}
+
+def _with_defaults(params:dict) -> dict:
+    "A record's parameters, with any it lacks (a parameter added to the lab after the run) at its default, the value the run had."
+    return {**_DEFAULTS, **params}
 
 def _row_label(r:dict, rs:list) -> str:
     """A run's row: its `label`, else its method and the parameters in which it differs from other unlabelled runs of
     that method (so runs that differ in more than the seed are never averaged together)."""
     if r.get('label'): return r['label']
-    p = r['params']; same = [o['params'] for o in rs if not o.get('label') and o['params'].get('method') == p.get('method')]
+    p = _with_defaults(r['params'])
+    same = [_with_defaults(o['params']) for o in rs if not o.get('label') and o['params'].get('method') == p.get('method')]
     diff = [k for k in sorted({k for q in same for k in q}) if k not in _NOT_SETTINGS and len({repr(q.get(k)) for q in same}) > 1]
     return str(p.get('method')) + (f" ({', '.join(f'{k}={p.get(k)}' for k in diff)})" if diff else '')
 

@@ -117,3 +117,12 @@ def test_settings_table_gives_each_rows_cost_per_iteration_relative_to_its_basel
     assert cells(html, 'Supervised')[3] == '200'                   # the baseline itself: its own time
     assert cells(html, 'PhTPS')[3] == '460 (2.30&times;)'
     assert cells(html, 'Old run')[3] == ''
+
+
+def test_a_record_from_before_a_parameter_existed_shares_the_row_of_its_default():
+    "A run recorded before `momentum` was a parameter ran with today's default, so it is averaged with runs that give it."
+    old = dict(rec(None, '30', 0, 40., 'supervised'), params=dict(method='supervised', labeled='30', seed=0, iterations=2000))
+    new = dict(rec(None, '30', 1, 42., 'supervised'), params=dict(method='supervised', labeled='30', seed=1, iterations=2000, momentum=0.9))
+    other = dict(rec(None, '30', 0, 30., 'supervised'), params=dict(method='supervised', labeled='30', seed=0, iterations=2000, momentum=0.5))
+    html = thesis_tables([old, new, other])
+    assert cells(html, 'supervised (momentum=0.9)')[0] == '41.0 &plusmn; 1.41' and cells(html, 'supervised (momentum=0.5)')[0] == '30.0'
