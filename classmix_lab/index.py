@@ -203,15 +203,14 @@ def settings_rows(rs:list, pm:str='&plusmn;') -> list:
     mIoU, teacher mIoU, Deltas to the baseline row (paired: run minus the baseline's run of the same split and seed), cost,
     minutes per run, runs, and the paper's figure the runs carry (`paper`)."""
     groups = _groups(rs)
-    labels = list(dict.fromkeys(l for l, _ in groups))
-    amount_of = {l: a for (l, a) in groups}
     ms = lambda g, k: _mean_std([x[k] for x in g if x.get(k) is not None], pm).replace('&plusmn;', pm)
     out = []
-    for l in labels:
-        g = groups[(l, amount_of[l])]; b = _baseline_label(l, groups, rs)
-        base = groups.get((b, amount_of[b])) if b in amount_of else None
+    for (l, a), g in groups.items():   # a row per setting and labeled amount (full supervision may share a setting's label)
+        b = _baseline_label(l, groups, rs)
+        ba = a if (b, a) in groups else next((x for (y, x) in groups if y == b), None)   # the baseline with as many labels, else its first
+        base = groups.get((b, ba)) if b is not None else None
         delta, held = _pair_deltas(g, base), _pair_deltas(g, base, 'holdout_miou')
-        if base and not delta: delta = [_mean_miou(groups, l, amount_of[l]) - _mean_miou(groups, b, amount_of[b])]   # no shared splits: the means
+        if base and not delta: delta = [_mean_miou(groups, l, a) - _mean_miou(groups, b, ba)]   # no shared splits: the means
         secs = [x['seconds'] for x in g if x.get('seconds')]
         out.append(dict(label=l, n_labeled=g[0].get('n_labeled'), miou=ms(g, 'miou'), miou13=ms(g, 'miou13'), held=ms(g, 'holdout_miou'),
                         held_start=ms(g, 'holdout_start_miou'), delta=_delta(delta, pm), held_delta=_delta(held, pm), teacher=ms(g, 'teacher_miou'),
@@ -223,7 +222,7 @@ def _settings_table(groups:dict, rs:list, labels:list, amount_of:dict) -> list:
     """Thesis Table 5.1 layout (5.2 when the runs have a source; French et al.'s Table 1 when rows differ in their labeled
     amount, as full supervision does): a row per setting, with its Delta to its baseline."""
     e = html.escape
-    rows, several = settings_rows(rs), len(set(amount_of.values())) > 1
+    rows, several = settings_rows(rs), len({a for _, a in groups}) > 1
     has13 = any(r['miou13'] for r in rows)
     held = any(r['held'] for r in rows)   # runs that left a sequence out (holdout=)
     paper = any(r['paper'] for r in rows)

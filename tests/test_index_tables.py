@@ -126,3 +126,14 @@ def test_a_record_from_before_a_parameter_existed_shares_the_row_of_its_default(
     other = dict(rec(None, '30', 0, 30., 'supervised'), params=dict(method='supervised', labeled='30', seed=0, iterations=2000, momentum=0.5))
     html = thesis_tables([old, new, other])
     assert cells(html, 'supervised (momentum=0.9)')[0] == '41.0 &plusmn; 1.41' and cells(html, 'supervised (momentum=0.5)')[0] == '30.0'
+
+
+def test_rows_of_one_setting_with_other_labeled_amounts_are_rows_of_their_own():
+    "Unlabelled runs that differ only in their labeled amount (30 labels, full supervision) are two rows; each method row pairs with the baseline of as many labels."
+    from classmix_lab.index import settings_rows
+    run = lambda method, labeled, n, seed, miou: dict(rec(None, '30', seed, miou, method, n=n), params=dict(method=method, labeled=labeled, seed=seed, iterations=2000))
+    rs = [run('supervised', 'split0.txt', 30, 0, 40.), run('supervised', 'all', 266, 0, 58.), run('supervised', 'all', 266, 1, 60.),
+          run('classmix', 'split0.txt', 30, 0, 46.)]
+    rows = {(r['label'], r['n_labeled']): r for r in settings_rows(rs, pm='±')}
+    assert rows[('supervised', 30)]['miou'] == '40.0' and rows[('supervised', 266)]['miou'] == '59.0 ± 1.41'
+    assert rows[('classmix', 30)]['delta'] == '+6.00'
