@@ -44,14 +44,13 @@ class LabDataset(SegDataset):
     splits = ('train', 'val')
     train_split, val_split = 'train', 'val'
     in_memory = False  # small enough to decode once into tensors
-    generated = False  # made from a run's parameters (its style, image size, seed and split sizes), not read from disk
     train_size = None  # (height, width) training images are resized to, or None
     default_crop = None  # (height, width) of the random training crop, or None
     augment = ()  # random joint transforms before the crop, e.g. (RandomScale(0.5, 1.5),)
     flip = False  # random horizontal flip after the crop
     eval_size = None  # (height, width) the network sees at evaluation (labels keep their size), or None: as stored
     paper_labeled = ()  # the labeled amounts of the papers
-    run_settings = ()  # the experiment parameters a generated dataset is made from (see `run_kwargs`)
+    run_settings = ()  # the experiment parameters a generated dataset is made from (see `run_kwargs`); none: read from disk
     run_class_sets = ()  # other datasets whose classes it can be trained as (an experiment's `classes=`), besides its own
 
     # What a run's data parameters `d` (`ExperimentParams.group('data')`) make of this dataset. A generated dataset knows it without
@@ -77,8 +76,8 @@ class LabDataset(SegDataset):
         return cls.train_size
 
     @classmethod
-    def run_memory(cls, d) -> int:
-        "Bytes of images a run of `d` holds in memory before its first step (a generated dataset, both splits)."
+    def run_memory(cls, d, splits=('train', 'val')) -> int:
+        "Bytes of images a run of `d` holds in memory before its first step (a generated dataset's `splits`)."
         return 0
 
     @classmethod
@@ -288,7 +287,7 @@ def renamed_label_map(classes, # the stored classes, value i is classes[i]
 
 class SynthStreets(LabDataset):
     "The embedded dataset, generated (once, cached) in the real image + label-PNG layout."
-    name, in_memory, generated = 'synthstreets', True, True
+    name, in_memory = 'synthstreets', True
     def __init__(self, split='train', style='real', root=None, height=96, width=192, seed=0, n_train=600, n_val=200,
                  transform=None, cache_dir=None,
                  classes:str='synthstreets'): # 'synthstreets', or another dataset's classes its labels are mapped to ('camvid')
@@ -317,7 +316,8 @@ class SynthStreets(LabDataset):
     @classmethod
     def run_image_size(cls, d) -> tuple: return (d.height, d.width)
     @classmethod
-    def run_memory(cls, d) -> int: return (d.n_train + d.n_val)*d.height*d.width*4   # 3 bytes of colour and 1 of label a pixel
+    def run_memory(cls, d, splits=('train', 'val')) -> int:   # 3 bytes of colour and 1 of label a pixel
+        return sum(dict(train=d.n_train, val=d.n_val)[s] for s in splits)*d.height*d.width*4
 
 # %% ../nbs/11_datasets.ipynb #1e2f3a4b
 FOLDER_PREFIX = 'folder:'

@@ -213,7 +213,7 @@ def _dataset_kwargs(d:DataParams) -> dict:
 
 def _source_params(d:DataParams) -> DataParams:
     "The parameters a generated source is made from: the run's, in the source's style, `n_source` training images."
-    return replace(d, style=d.source.split('-', 1)[1], n_train=d.n_source) if dataset_class(SOURCES[d.source]).generated else d
+    return replace(d, style=d.source.split('-', 1)[1], n_train=d.n_source) if dataset_class(SOURCES[d.source]).run_settings else d
 
 def source_dataset(d:DataParams):
     "The labeled training set of the source domain of a domain-adaptation run."
@@ -364,9 +364,9 @@ def _validated(p) -> tuple:
             raise ParameterError(f"source={p.source!r} adapts to {'synthstreets (real style)' if ours else 'cityscapes'}, not dataset={p.dataset!r}")
         if str(p.target_labeled).strip() and p.batch_size < 2: raise ParameterError(f"batch_size={p.batch_size}: with target_labeled, a labeled batch is half source, half target, so it must be >= 2")
     elif str(p.target_labeled).strip(): raise ParameterError(f"target_labeled={p.target_labeled!r} labels target images of a domain adaptation run: give source= too (use labeled= for semi-supervised learning)")
-    check_choice('classes', p.classes, ['own', *dataset_class(p.dataset).run_class_sets])
-    if not 0 < float(p.image_scale) <= 1: raise ParameterError(f"image_scale={p.image_scale} must be in (0, 1]: the fraction of the images' resolution trained at")
     cls = dataset_class(p.dataset)
+    check_choice('classes', p.classes, ['own', *cls.run_class_sets])
+    if not 0 < float(p.image_scale) <= 1: raise ParameterError(f"image_scale={p.image_scale} must be in (0, 1]: the fraction of the images' resolution trained at")
     if float(p.image_scale) != 1 and not (cls.in_memory and cls.train_transform(p.crop) is None):
         raise ParameterError(f"image_scale={p.image_scale}: only datasets held in memory and used whole (synthstreets, camvid, crop=auto) are rescaled; "
                              f"{p.dataset} with crop={p.crop!r} is resized by its training transform")
@@ -543,7 +543,7 @@ def check_memory(p:ExperimentParams,
     u = p.batch_size_u if (method_of(p).unlabeled if unlabeled is None else unlabeled) else 0
     procs = p.nproc if device.type == 'cpu' else 1   # CPU processes share the machine's memory
     cls = dataset_class(p.dataset)
-    held = cls.run_memory(data) + (dataset_class(SOURCES[p.source]).run_memory(_source_params(data)) if p.source else 0)
+    held = cls.run_memory(data) + (dataset_class(SOURCES[p.source]).run_memory(_source_params(data), ('train',)) if p.source else 0)   # a source's training images
     step = procs*(per_image*(p.batch_size + u) + 4*weights)
     if step + held <= free: return
     what = f"{_size(per_image)} per image of {hw[0]}x{hw[1]} for {p.model}"

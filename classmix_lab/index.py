@@ -123,16 +123,17 @@ def _labeled_key(r:dict):
 _NOT_SETTINGS = ('seed', 'labeled', 'out_dir', 'compare_with', 'device', 'workers', 'log_every', 'checkpoint_every')
 _DEFAULTS = {f.name: f.default for f in fields(ExperimentParams) if f.default is not MISSING}
 
-def _with_defaults(params:dict) -> dict:
-    "A record's parameters, with any it lacks (a parameter added to the lab after the run) at its default, the value the run had."
-    return {**_DEFAULTS, **params}
+def _with_defaults(r:dict) -> dict:
+    """A record's parameters; an experiment's with any it lacks (a parameter added to the lab after the run) at its default,
+    the value the run had."""
+    return {**_DEFAULTS, **r['params']} if r.get('template', 'experiment') == 'experiment' else r['params']
 
 def _row_label(r:dict, rs:list) -> str:
     """A run's row: its `label`, else its method and the parameters in which it differs from other unlabelled runs of
     that method (so runs that differ in more than the seed are never averaged together)."""
     if r.get('label'): return r['label']
-    p = _with_defaults(r['params'])
-    same = [_with_defaults(o['params']) for o in rs if not o.get('label') and o['params'].get('method') == p.get('method')]
+    p = _with_defaults(r)
+    same = [_with_defaults(o) for o in rs if not o.get('label') and o['params'].get('method') == r['params'].get('method')]
     diff = [k for k in sorted({k for q in same for k in q}) if k not in _NOT_SETTINGS and len({repr(q.get(k)) for q in same}) > 1]
     return str(p.get('method')) + (f" ({', '.join(f'{k}={p.get(k)}' for k in diff)})" if diff else '')
 

@@ -343,3 +343,14 @@ def test_a_users_folder_dataset_without_code(tmp_path):
     with pytest.raises(DatasetError, match='classes.json: not valid JSON'): get_dataset(f'folder:{bare}')
     with pytest.raises(ParameterError, match=r"split='test' is not one of: train, val"):
         get_dataset(f'folder:{root}', 'test')
+
+
+def test_a_dataset_says_what_a_runs_data_parameters_make_of_it():
+    "SynthStreets knows its size, classes and memory without making its images; a dataset on disk answers None, 0 or its stored facts."
+    from classmix_lab.experiment import ExperimentParams
+    from classmix_lab.datasets import SynthStreets, CamVid
+    d = ExperimentParams(height=48, width=96, n_train=10, n_val=4, classes='camvid').group('data')
+    assert SynthStreets.run_memory(d) == 14*48*96*4 and SynthStreets.run_memory(d, ('train',)) == 10*48*96*4   # a source holds its training images
+    assert SynthStreets.run_image_size(d) == (48, 96) and SynthStreets.run_train_count(d) == 10 and 'pavement' in SynthStreets.run_classes(d)
+    assert SynthStreets.run_kwargs(d) == dict(style='real', height=48, width=96, seed=0, n_train=10, n_val=4, classes='camvid')
+    assert (CamVid.run_kwargs(d), CamVid.run_classes(d), CamVid.run_train_count(d), CamVid.run_memory(d), CamVid.run_settings) == ({}, None, None, 0, ())
