@@ -7,18 +7,24 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
+# the lab's JupyterLab plugin (labextension/: a run asked for while a notebook's kernel starts waits for the kernel),
+# linked into the environment's JupyterLab so that it follows this checkout (an editable install leaves data files out;
+# a wheel installs it by itself)
+LABEXT := share/jupyter/labextensions/classmix-lab-run-when-ready
 
-.PHONY: demo test test-fast setup setup-dev export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
+.PHONY: demo test test-fast setup setup-dev labextension export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
+	mkdir -p $(dir $(VENV)/$(LABEXT)) && ln -sfn $(CURDIR)/labextension $(VENV)/$(LABEXT)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
+	mkdir -p $(dir $(VENV)/$(LABEXT)) && ln -sfn $(CURDIR)/labextension $(VENV)/$(LABEXT)
 	touch $(VENV)/.installed $@
 
 setup: $(VENV)/.installed
@@ -33,6 +39,10 @@ test: setup-dev
 
 test-fast: setup-dev
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n auto -m 'not slow and not browser' --durations=5
+
+# the JupyterLab plugin in the active environment (conda: after `conda activate classmix_lab`)
+labextension:
+	prefix=$$($(RUN_PYTHON) -c 'import sys; print(sys.prefix)') && mkdir -p "$$prefix/$(dir $(LABEXT))" && ln -sfn "$(CURDIR)/labextension" "$$prefix/$(LABEXT)"
 
 # regenerate classmix_lab/ from nbs/ (never edit classmix_lab/ by hand)
 export: setup-dev

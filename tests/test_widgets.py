@@ -190,3 +190,22 @@ def test_the_explorer_draws_what_the_methods_draw(pair):
     owners, rects, structured = make_method('structured', boxes=12, sc_boxes=5).boxes(y.shape, g())
     assert ex['boxes'] == rects[0].long().tolist() and ex['sc_boxes'] == structured == list(range(7, 12))
     assert (ex['mask'].astype(bool) == (owners[0] >= 0).numpy()).all()
+
+
+def test_the_lab_jupyterlab_plugin_is_where_jupyterlab_finds_it():
+    """The plugin that makes an early Run All wait for the kernel (labextension/) is in this environment's JupyterLab,
+    as the checkout's own file, and a wheel would install the file its package.json names."""
+    import tomllib
+    from pathlib import Path
+    from jupyter_core.paths import jupyter_path
+    from jupyterlab_server.config import get_federated_extensions
+    from conftest import ROOT
+    pkg = json.loads((ROOT/'labextension'/'package.json').read_text())
+    load = pkg['jupyterlab']['_build']['load']
+    ext = get_federated_extensions(jupyter_path('labextensions')).get(pkg['name'])
+    assert ext is not None, f"JupyterLab does not find {pkg['name']} (make setup links labextension/ into .venv)"
+    assert (Path(ext['ext_path'])/load).read_bytes() == (ROOT/'labextension'/load).read_bytes()
+    files = tomllib.loads((ROOT/'pyproject.toml').read_text())['tool']['setuptools']['data-files']
+    shipped = {f"{dest}/{Path(f).name}" for dest, fs in files.items() for f in fs}
+    assert f"share/jupyter/labextensions/{pkg['name']}/{load}" in shipped
+    assert f"share/jupyter/labextensions/{pkg['name']}/package.json" in shipped
