@@ -244,12 +244,18 @@ def camvid_check_runs(iterations:int=1000, holdout:str='0006R0', split:int=0, se
             ('Supervised, 2x batch', dict(method='supervised', batch_size=2*base['batch_size']), False),
             ('Supervised, lr 0.005', dict(method='supervised', lr=0.005), False),
             ('Supervised, lr 0.02', dict(method='supervised', lr=0.02), False),
-            ('Supervised, full resolution', dict(method='supervised', image_scale=1.0), False)]
+            ('Supervised, full resolution', dict(method='supervised', image_scale=1.0), False),
+            ('Fully supervised, full resolution', dict(method='supervised', labeled='all', image_scale=1.0), False),
+            ('ClassMix, aligned, extra augmentations, full resolution', dict(method='classmix', image_scale=1.0, **aa), False)]
+    paired = {'ClassMix, aligned, extra augmentations, 2x iterations': 'Supervised, 2x iterations',   # a Delta to supervised
+              'ClassMix, aligned, extra augmentations, full resolution': 'Supervised, full resolution'}   # of the same regimen
     runs = []
     for label, kw, repeat in rows:
         for seed in sorted({s + d for s in seeds for d in ((0, 1) if repeat else (0,))}):
             r = {**base, **kw, 'seed': seed, 'label': label, 'run': f"{_slug(label)}_seed-{seed}"}
-            if METHODS[kw['method']].cls.unlabeled: r.update(baseline='Supervised', compare_with=[f'supervised_seed-{seed}'])
+            if METHODS[kw['method']].cls.unlabeled:
+                b = paired.get(label, 'Supervised')
+                r.update(baseline=b, compare_with=[f"{_slug(b)}_seed-{seed}"])
             runs.append(r)
     return runs
 

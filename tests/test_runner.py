@@ -186,6 +186,22 @@ def test_thesis_sweeps_are_valid_experiments(tmp_path):
             gap_runs(source=bad)
 
 
+def test_camvid_sweeps_pair_each_method_with_supervised_in_the_same_regimen(tmp_path):
+    "Every Delta of the CamVid sweeps is to a supervised run of the list that differs from it in the method alone."
+    from classmix_lab.sweeps import camvid_runs, camvid_check_runs
+    same = ('image_scale', 'labeled', 'iterations', 'batch_size', 'lr', 'model', 'init', 'holdout', 'seed')
+    for runs in (camvid_runs(), camvid_check_runs(seeds=(0,))):
+        by = {r['run']: r for r in runs}
+        assert len(by) == len(runs)
+        for r in runs:
+            check_params('experiment', {**{k: v for k, v in r.items() if k not in ('run', 'label', 'baseline', 'paper', 'compare_with')}, 'out_dir': str(tmp_path)})
+            for other in r.get('compare_with', []):
+                b = by[other]
+                assert b['method'] == 'supervised' and b['label'] == r['baseline'], (r['run'], other)
+                assert {k: b.get(k) for k in same} == {k: r.get(k) for k in same}, (r['run'], other)
+    full = {r['label']: r for r in camvid_check_runs()}['ClassMix, aligned, extra augmentations, full resolution']
+    assert full['image_scale'] == 1.0 and full['compare_with'] == ['supervised-full-resolution_seed-0']
+
 # --- in a real browser ---------------------------------------------------------------------------------------------
 
 def _chromium():
