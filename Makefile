@@ -11,6 +11,8 @@ PIP    := $(BIN)/python -m pip install --disable-pip-version-check -q
 # linked into the environment's JupyterLab so that it follows this checkout (an editable install leaves data files out;
 # a wheel installs it by itself)
 LABEXT := share/jupyter/labextensions/classmix-lab-run-when-ready
+# $(call link_labext,PREFIX): the plugin into the environment at PREFIX
+link_labext = mkdir -p "$(1)/$(dir $(LABEXT))" && ln -sfn "$(CURDIR)/labextension" "$(1)/$(LABEXT)"
 
 .PHONY: demo test test-fast setup setup-dev labextension export check-export clean-notebooks lint-notebooks gpu-check gpu-check-dry
 
@@ -19,12 +21,12 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(PIP) -e .
-	mkdir -p $(dir $(VENV)/$(LABEXT)) && ln -sfn $(CURDIR)/labextension $(VENV)/$(LABEXT)
+	$(call link_labext,$(VENV))
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(PIP) -e '.[dev]'
-	mkdir -p $(dir $(VENV)/$(LABEXT)) && ln -sfn $(CURDIR)/labextension $(VENV)/$(LABEXT)
+	$(call link_labext,$(VENV))
 	touch $(VENV)/.installed $@
 
 setup: $(VENV)/.installed
@@ -42,7 +44,7 @@ test-fast: setup-dev
 
 # the JupyterLab plugin in the active environment (conda: after `conda activate classmix_lab`)
 labextension:
-	prefix=$$($(RUN_PYTHON) -c 'import sys; print(sys.prefix)') && mkdir -p "$$prefix/$(dir $(LABEXT))" && ln -sfn "$(CURDIR)/labextension" "$$prefix/$(LABEXT)"
+	prefix=$$($(RUN_PYTHON) -c 'import sys; print(sys.prefix)') && $(call link_labext,$$prefix)
 
 # regenerate classmix_lab/ from nbs/ (never edit classmix_lab/ by hand)
 export: setup-dev
